@@ -1,0 +1,39 @@
+# story-shorts-character-lora: `make setup`, then `make test` or `make repro`. `make help` lists all.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DVC := $(VENV)/bin/dvc
+STAMP := $(VENV)/.setup-stamp
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test repro exp plots bench publish clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## Create .venv with the pinned dependencies (mlx for Metal, CUDA or CPU)
+
+# Re-runs only when a requirements file or the setup script changed, so a second `make setup` takes seconds.
+$(STAMP): requirements.txt requirements/*.txt tools/setup_venv.sh pyproject.toml
+	VENV=$(VENV) tools/setup_venv.sh
+	@touch $@
+
+test: $(STAMP) ## Run the whole test suite
+	$(PY) -m pytest
+
+repro: $(STAMP) ## Run the pipeline (dvc repro): only stages whose inputs changed rerun
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro
+
+exp: $(STAMP) ## Compare experiments (dvc exp show)
+	$(DVC) exp show
+
+plots: $(STAMP) ## Draw loss and metric curves into dvc_plots/index.html
+	$(DVC) plots show
+
+bench: $(STAMP) ## Measure pipeline overheads and speeds into metrics/bench.json
+	$(PY) tools/bench.py
+
+clean: ## Remove generated outputs (never data/raw)
+	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/lora models/checkpoints dvc_plots
+	rm -f metrics/*.json
+	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

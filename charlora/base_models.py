@@ -1,0 +1,85 @@
+"""The FLUX.2 Klein base models this pipeline trains on, and their training defaults.
+
+``params.yaml`` names one with ``base_model.name``. Training values left ``null`` in the
+``train`` section take the model's defaults from here, so switching from the embedded tiny
+model to the real FLUX.2 Klein Base 4B is one line: ``base_model.name: flux2-klein-base-4b``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from charlora.errors import PipelineError
+
+TINY = "flux2-klein-tiny"
+
+
+@dataclass(frozen=True)
+class TrainDefaults:
+    resolution: int
+    epochs: int
+    steps: int  # sampling steps of the timestep grid (and of previews)
+    guidance: float
+    timestep_low: int
+    timestep_high: int
+    low_ram: bool
+    checkpoint_every: int
+    preview_every: int  # 0: no preview images during training
+    preview_resolution: int
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """One base model: the mflux registry key, its block counts, defaults and what it needs."""
+
+    name: str
+    mflux_name: str
+    hf_repo: str
+    num_double_blocks: int
+    num_single_blocks: int
+    defaults: TrainDefaults
+    memory: str
+    trainable: bool = True
+
+
+# The project plan's defaults for the real models: 1024 px, 100 epochs, timesteps 25-40 of 40.
+_REAL_DEFAULTS = TrainDefaults(resolution=1024, epochs=100, steps=40, guidance=1.0, timestep_low=25, timestep_high=40,
+                               low_ram=True, checkpoint_every=25, preview_every=0, preview_resolution=512)
+
+BASE_MODELS: dict[str, BaseModelSpec] = {
+    "flux2-klein-base-4b": BaseModelSpec(
+        "flux2-klein-base-4b", "flux2-klein-base-4b", "black-forest-labs/FLUX.2-klein-base-4B", 5, 20, _REAL_DEFAULTS,
+        memory="about 16 GB download; 24 GB+ unified memory (32 GB recommended) at 1024 px"),
+    "flux2-klein-base-9b": BaseModelSpec(
+        "flux2-klein-base-9b", "flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", 8, 24, _REAL_DEFAULTS,
+        memory="about 35 GB download; 48 GB+ unified memory at 1024 px"),
+    TINY: BaseModelSpec(
+        TINY, TINY, "black-forest-labs/FLUX.2-klein-base-4B", 1, 1,
+        TrainDefaults(resolution=64, epochs=2, steps=8, guidance=1.0, timestep_low=0, timestep_high=8,
+                      low_ram=False, checkpoint_every=4, preview_every=0, preview_resolution=64),
+        memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px"),
+}
+
+# Step-distilled Klein models generate in 4 steps; training a LoRA on them gives poor results.
+DISTILLED = {"flux2-klein-4b": "flux2-klein-base-4b", "flux2-klein-9b": "flux2-klein-base-9b",
+             "flux2-klein-9b-kv": "flux2-klein-base-9b", "klein-4b": "flux2-klein-base-4b", "klein-9b": "flux2-klein-base-9b"}
+
+
+def get_base_model(name: str, tiny_geometry: tuple[int, int] | None = None) -> BaseModelSpec:
+    """Look up ``base_model.name``; refuse distilled models with the base model to use instead.
+
+    ``tiny_geometry`` (double, single block counts from ``tiny_model``) replaces the tiny model's.
+    """
+    if name.lower() in DISTILLED:
+        raise PipelineError(
+            f"base_model.name '{name}' is a step-distilled FLUX.2 Klein model; LoRAs are trained on the base model. "
+            f"Set base_model.name: {DISTILLED[name.lower()]}."
+        )
+    spec = BASE_MODELS.get(name)
+    if spec is None:
+        raise PipelineError(f"base_model.name '{name}' is not known. Use one of: {', '.join(BASE_MODELS)}.")
+    if name == TINY and tiny_geometry is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, num_double_blocks=tiny_geometry[0], num_single_blocks=tiny_geometry[1])
+    return spec

@@ -1,0 +1,43 @@
+"""merge: image + caption pairs in the folder layout mflux-train reads, plus a held-out split."""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+
+from charlora.errors import PipelineError
+from charlora.fileio import read_json
+from charlora.params import MergeParams
+
+
+def heldout_names(names: list[str], fraction: float, seed: int) -> list[str]:
+    """Deterministic held-out pick: ``round(fraction * n)`` names, at least 1 when ``fraction > 0``.
+
+    At least one image always stays in training.
+    """
+    if fraction <= 0 or len(names) < 2:
+        return []
+    count = min(len(names) - 1, max(1, round(fraction * len(names))))
+    return sorted(random.Random(seed).sample(sorted(names), count))
+
+
+def preview_prompts(params: MergeParams, trigger: str) -> list[str]:
+    return [prompt.replace("{trigger}", trigger) for prompt in params.preview_prompts]
+
+
+def merge(processed_dir: Path, captions_dir: Path, train_dir: Path, heldout_dir: Path, params: MergeParams,
+          trigger: str) -> dict:
+    """Copy pairs into ``train_dir`` (with ``preview_N.txt``) and ``heldout_dir``; return a summary."""
+    names = [entry["name"] for entry in read_json(processed_dir / "manifest.json")]
+    for name in names:
+        if not (captions_dir / f"{name}.txt").read_text(encoding="utf-8").strip():
+            raise PipelineError(f"{captions_dir / f'{name}.txt'} is empty. Run the caption stage again (dvc repro -f caption).")
+    heldout = set(heldout_names(names, params.heldout_fraction, params.seed))
+    for name in names:
+        target = heldout_dir if name in heldout else train_dir
+        shutil.copyfile(processed_dir / f"{name}.png", target / f"{name}.png")
+        shutil.copyfile(captions_dir / f"{name}.txt", target / f"{name}.txt")
+    for index, prompt in enumerate(preview_prompts(params, trigger), 1):
+        (train_dir / f"preview_{index}.txt").write_text(prompt + "\n", encoding="utf-8")
+    return {"train_images": len(names) - len(heldout), "heldout_images": len(heldout), "heldout": sorted(heldout)}

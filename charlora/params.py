@@ -1,0 +1,213 @@
+"""``params.yaml``: typed, validated parameters for every stage.
+
+Each section is a frozen dataclass. :func:`load_params` reads the whole file and checks every
+key before a stage does any work: an unknown key, a wrong type or an out-of-range value raises a
+:class:`~charlora.errors.PipelineError` that names the key (``train.lora.rank``) and what is
+allowed. ``null`` in a ``train`` value means "the base model's default" (see
+:mod:`charlora.base_models`), which is what makes the real model one param away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from charlora.errors import PipelineError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def _limits(**kwargs: Any) -> dict[str, Any]:
+    return kwargs
+
+
+@dataclass(frozen=True)
+class CharacterParams:
+    name: str = field(metadata=_limits(pattern=r"[a-z0-9][a-z0-9_-]{0,63}"))
+    trigger: str = field(metadata=_limits(pattern=r"[^,\s]{2,64}"))
+
+
+@dataclass(frozen=True)
+class PreprocessParams:
+    size: int = field(metadata=_limits(min=64, max=4096, multiple_of=16))
+    resize: str = field(metadata=_limits(choices=("fit", "crop", "pad")))
+    min_side: int = field(metadata=_limits(min=16))
+    max_aspect_ratio: float = field(metadata=_limits(min=1.0, max=20.0))
+    duplicate_threshold: int = field(metadata=_limits(min=0, max=64))
+    max_pixels: int = field(metadata=_limits(min=1_000_000))
+    workers: int = field(metadata=_limits(min=0, max=256))
+
+
+@dataclass(frozen=True)
+class CaptionParams:
+    captioner: str = field(metadata=_limits(choices=("florence2", "none")))
+    model: str = field(metadata=_limits(pattern=r".+"))
+    task: str = field(metadata=_limits(choices=("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")))
+    max_new_tokens: int = field(metadata=_limits(min=8, max=1024))
+    num_beams: int = field(metadata=_limits(min=1, max=8))
+    max_chars: int = field(metadata=_limits(min=20, max=4000))
+    device: str = field(metadata=_limits(choices=("auto", "cpu", "cuda", "mps")))
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    heldout_fraction: float = field(metadata=_limits(min=0.0, max=0.5))
+    seed: int = field(metadata=_limits(min=0))
+    preview_prompts: list[str] = field(metadata=_limits(min_items=1))
+
+
+@dataclass(frozen=True)
+class BaseModelParams:
+    name: str
+    path: str | None
+
+
+@dataclass(frozen=True)
+class TinyModelParams:
+    seed: int = field(metadata=_limits(min=0))
+    num_layers: int = field(metadata=_limits(min=1, max=5))
+    num_single_layers: int = field(metadata=_limits(min=1, max=20))
+    num_attention_heads: int = field(metadata=_limits(min=1, max=8))
+    attention_head_dim: int = field(metadata=_limits(min=16, max=64, multiple_of=16))
+    text_hidden_size: int = field(metadata=_limits(min=16, max=256, multiple_of=16))
+    vocab_size: int = field(metadata=_limits(min=300, max=4096))
+
+
+@dataclass(frozen=True)
+class BlockRangeParams:
+    start: int = field(metadata=_limits(min=0))
+    end: int | None = field(default=None, metadata=_limits(min=1))
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    rank: int = field(metadata=_limits(min=1, max=256))
+    alpha: float | None = field(metadata=_limits(min=0.0))
+    double_targets: list[str] = field(metadata=_limits())
+    single_targets: list[str] = field(metadata=_limits())
+    double_blocks: BlockRangeParams = field(metadata=_limits())
+    single_blocks: BlockRangeParams = field(metadata=_limits())
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = field(metadata=_limits(min=0))
+    resolution: int | None = field(metadata=_limits(min=16, max=2048, multiple_of=16))
+    epochs: int | None = field(metadata=_limits(min=1, max=100_000))
+    batch_size: int = field(metadata=_limits(min=1, max=64))
+    learning_rate: float = field(metadata=_limits(min=1e-8, max=1.0))
+    optimizer: str = field(metadata=_limits(choices=("AdamW", "Adam")))
+    steps: int | None = field(metadata=_limits(min=1, max=1000))
+    guidance: float | None = field(metadata=_limits(min=0.0, max=20.0))
+    timestep_low: int | None = field(metadata=_limits(min=0))
+    timestep_high: int | None = field(metadata=_limits(min=1))
+    quantize: int | None = field(metadata=_limits(choices=(3, 4, 5, 6, 8)))
+    low_ram: bool | None
+    checkpoint_every: int | None = field(metadata=_limits(min=1))
+    preview_every: int | None = field(metadata=_limits(min=0))
+    preview_resolution: int | None = field(metadata=_limits(min=16, max=2048, multiple_of=16))
+    lora: LoraParams
+
+
+@dataclass(frozen=True)
+class Params:
+    character: CharacterParams
+    preprocess: PreprocessParams
+    caption: CaptionParams
+    merge: MergeParams
+    base_model: BaseModelParams
+    tiny_model: TinyModelParams
+    train: TrainParams
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate the whole params file; raise :class:`PipelineError` naming a bad key."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PipelineError(f"{path} not found. Run the pipeline from the project folder (where params.yaml is).")
+    except yaml.YAMLError as error:
+        raise PipelineError(f"{path} is not valid YAML ({error}). Fix the file and run again.")
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: Any, source: str = "params.yaml") -> Params:
+    """Build :class:`Params` from a parsed YAML mapping, validating every key."""
+    # dvc's own sections (e.g. a top-level `plots` list) are not ours; only our sections are checked.
+    return _build(Params, raw, prefix="", source=source)
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "the top level"
+    if not isinstance(raw, dict):
+        raise PipelineError(f"{source}: {where} must be a mapping of keys, got {type(raw).__name__}.")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise PipelineError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'. Known keys here: {', '.join(sorted(fields))}. "
+            "Check the spelling or remove it."
+        )
+    values = {}
+    for name, spec in fields.items():
+        key = f"{prefix}{name}"
+        if name not in raw:
+            if spec.default is not dataclasses.MISSING:
+                values[name] = spec.default
+                continue
+            raise PipelineError(f"{source}: missing key '{key}'. Add it (see the README's params table).")
+        values[name] = _check_value(hints[name], raw[name], key, dict(spec.metadata), source)
+    return cls(**values)
+
+
+def _check_value(hint: Any, value: Any, key: str, limits: dict[str, Any], source: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        if value is None:
+            return None
+        return _check_value(options[0], value, key, limits, source)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, prefix=f"{key}.", source=source)
+    if origin is list:
+        (item_type,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise PipelineError(f"{source}: '{key}' must be a list, got {value!r}.")
+        if len(value) < limits.get("min_items", 0):
+            raise PipelineError(f"{source}: '{key}' needs at least {limits['min_items']} item(s).")
+        return [_check_scalar(item_type, item, f"{key}[{i}]", {}, source) for i, item in enumerate(value)]
+    return _check_scalar(hint, value, key, limits, source)
+
+
+def _check_scalar(hint: type, value: Any, key: str, limits: dict[str, Any], source: str) -> Any:
+    if value is None:
+        raise PipelineError(f"{source}: '{key}' must not be empty (null).")
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }[hint]
+    if not ok:
+        raise PipelineError(f"{source}: '{key}' must be of type {hint.__name__}, got {value!r} ({type(value).__name__}).")
+    value = float(value) if hint is float else value
+    if "choices" in limits and value not in limits["choices"]:
+        allowed = ", ".join(str(c) for c in limits["choices"])
+        raise PipelineError(f"{source}: '{key}' is {value!r}; allowed values: {allowed}.")
+    if "min" in limits and value < limits["min"]:
+        raise PipelineError(f"{source}: '{key}' is {value}; it must be at least {limits['min']}.")
+    if "max" in limits and value > limits["max"]:
+        raise PipelineError(f"{source}: '{key}' is {value}; it must be at most {limits['max']}.")
+    if "multiple_of" in limits and value % limits["multiple_of"]:
+        raise PipelineError(f"{source}: '{key}' is {value}; it must be a multiple of {limits['multiple_of']}.")
+    if "pattern" in limits and not re.fullmatch(limits["pattern"], value):
+        raise PipelineError(f"{source}: '{key}' is {value!r}; it must match {limits['pattern']}.")
+    return value
