@@ -46,7 +46,9 @@ def normalize_caption(text: str, trigger: str, max_chars: int) -> str:
         sentence_end = max(cut.rfind(". "), cut.rfind("! "), cut.rfind("? "))
         text = cut[: sentence_end + 1] if sentence_end >= max_chars // 2 else cut.rsplit(" ", 1)[0]
     text = text.strip(" ,;")
-    if text and text[0].isupper() and not text[:2].isupper():
+    first_word = text.split(" ", 1)[0]
+    # "A fox" -> "a fox" after the trigger, but acronyms ("BBC") keep their case.
+    if first_word[:1].isupper() and not (len(first_word) > 1 and first_word.isupper()):
         text = text[0].lower() + text[1:]
     return f"{trigger}, {text}" if text else trigger
 

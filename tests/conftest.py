@@ -1,0 +1,100 @@
+"""Shared fixtures: tiny models built once per session, temporary project copies, image writers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for subprocesses: this venv's python and dvc first on PATH, offline."""
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", DVC_NO_ANALYTICS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def update_params(project: Path, updates: dict[str, Any]) -> None:
+    """Set dotted keys in a project's params.yaml (e.g. {"train.epochs": 1})."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for dotted, value in updates.items():
+        node = params
+        *parents, last = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def noise_image(path: Path, size: tuple[int, int], seed: int = 0, mode: str = "RGB", **save: Any) -> Path:
+    """A random-texture image (distinct hashes for distinct seeds), saved by suffix."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    image = Image.fromarray(small, "RGB").resize(size, Image.Resampling.BICUBIC)
+    if mode != "RGB":
+        image = image.convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **save)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_florence2(tmp_path_factory) -> Path:
+    from tests.tiny_florence2 import build_tiny_florence2
+
+    return build_tiny_florence2(tmp_path_factory.mktemp("florence2"))
+
+
+@pytest.fixture(scope="session")
+def project_params():
+    from charlora.params import load_params
+
+    return load_params(ROOT / "params.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux2(tmp_path_factory, project_params) -> Path:
+    from charlora.tiny_model import build_tiny_model
+
+    out = tmp_path_factory.mktemp("flux2") / "flux2-klein-tiny"
+    build_tiny_model(project_params.tiny_model, out)
+    return out
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of this project's tracked and new files, as its own git repo (like a clone)."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    target = tmp_path / "project"
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    # A clone has no pipeline outputs: drop the lock so every stage runs from scratch.
+    (target / "dvc.lock").unlink(missing_ok=True)
+    for command in (["git", "init", "-q"], ["git", "add", "-A"],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
+        subprocess.run(command, cwd=target, check=True, capture_output=True)
+    return target

@@ -1,0 +1,82 @@
+"""params.yaml validation: every bad value is named before any work starts."""
+
+import copy
+
+import pytest
+import yaml
+
+from charlora.base_models import get_base_model
+from charlora.errors import PipelineError
+from charlora.params import load_params, parse_params
+from tests.conftest import ROOT
+
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def with_value(dotted, value):
+    raw = copy.deepcopy(RAW)
+    node = raw
+    *parents, last = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    return raw
+
+
+def test_project_params_load():
+    params = load_params(ROOT / "params.yaml")
+    assert params.character.trigger == RAW["character"]["trigger"]
+    assert params.train.lora.double_blocks.end is None
+
+
+@pytest.mark.parametrize("dotted, value, expected", [
+    ("preprocess.size", "1024", "'preprocess.size' must be of type int"),
+    ("preprocess.size", 1000, "'preprocess.size' is 1000; it must be a multiple of 16"),
+    ("preprocess.size", 32, "'preprocess.size' is 32; it must be at least 64"),
+    ("preprocess.resize", "stretch", "'preprocess.resize' is 'stretch'; allowed values: fit, crop, pad"),
+    ("train.lora.rank", 0, "'train.lora.rank' is 0; it must be at least 1"),
+    ("train.lora.rank", True, "'train.lora.rank' must be of type int"),
+    ("train.learning_rate", "fast", "'train.learning_rate' must be of type float"),
+    ("train.resolution", 100, "'train.resolution' is 100; it must be a multiple of 16"),
+    ("merge.heldout_fraction", 0.9, "'merge.heldout_fraction' is 0.9; it must be at most 0.5"),
+    ("character.name", "My Char", "'character.name' is 'My Char'"),
+    ("merge.preview_prompts", [], "'merge.preview_prompts' needs at least 1 item"),
+    ("train.lora.double_blocks.start", -1, "'train.lora.double_blocks.start' is -1"),
+])
+def test_bad_values_name_the_key(dotted, value, expected):
+    with pytest.raises(PipelineError, match=expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.").replace("[", r"\[")):
+        parse_params(with_value(dotted, value))
+
+
+def test_unknown_key_is_named():
+    raw = with_value("train.lora.rnak", 4)
+    with pytest.raises(PipelineError, match=r"unknown key 'train\.lora\.rnak'"):
+        parse_params(raw)
+
+
+def test_missing_key_is_named():
+    raw = copy.deepcopy(RAW)
+    del raw["caption"]["model"]
+    with pytest.raises(PipelineError, match=r"missing key 'caption\.model'"):
+        parse_params(raw)
+
+
+def test_null_allowed_only_where_optional():
+    assert parse_params(with_value("train.epochs", None)).train.epochs is None
+    with pytest.raises(PipelineError, match=r"'train\.batch_size' must not be empty"):
+        parse_params(with_value("train.batch_size", None))
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(PipelineError, match="params.yaml is not valid YAML"):
+        load_params(bad)
+
+
+def test_distilled_model_refused_with_the_base_model_to_use():
+    with pytest.raises(PipelineError, match="step-distilled.*flux2-klein-base-4b"):
+        get_base_model("flux2-klein-4b")
+    with pytest.raises(PipelineError, match="not known"):
+        get_base_model("sdxl")
+    assert get_base_model("flux2-klein-base-4b").num_single_blocks == 20
