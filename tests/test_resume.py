@@ -1,0 +1,76 @@
+"""Interrupting training (SIGINT, then SIGKILL) and running it again resumes and gives the same adapter."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+from charlora.adapters import adapter_from_checkpoint, tensors_sha256
+from tests.conftest import run, tool_env, update_params
+from tests.test_training import make_train_dir
+
+CHECKPOINTS = Path("models/training/run/checkpoints")
+
+
+def complete_checkpoints(project: Path) -> list[int]:
+    steps = []
+    for path in sorted((project / CHECKPOINTS).glob("*_checkpoint.zip")):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if "checkpoint.json" in archive.namelist():
+                    steps.append(int(path.name[:7]))
+        except (zipfile.BadZipFile, OSError):
+            pass  # still being written
+    return steps
+
+
+def interrupt_after_checkpoint(project: Path, beyond: int, sig: int) -> subprocess.CompletedProcess:
+    process = subprocess.Popen([sys.executable, "stages/train.py"], cwd=project, env=tool_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(step > beyond for step in complete_checkpoints(project)):
+            process.send_signal(sig)
+            break
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def final_adapter_sha(project: Path) -> str:
+    last = sorted((project / CHECKPOINTS).glob("*_checkpoint.zip"))[-1]
+    return tensors_sha256(adapter_from_checkpoint(last))
+
+
+def test_interrupted_training_resumes_to_the_same_adapter(project, tiny_flux2):
+    update_params(project, {"base_model.path": str(tiny_flux2), "train.resolution": 32, "train.epochs": 40,
+                            "train.checkpoint_every": 10})
+    make_train_dir(project / "data/train/bramble")  # 3 images: 120 steps
+
+    first = interrupt_after_checkpoint(project, beyond=0, sig=signal.SIGINT)
+    assert first.returncode == 130, first.stderr[-2000:]
+    assert "interrupted" in first.stderr and "run `dvc repro` again" in first.stderr
+    reached = max(complete_checkpoints(project))
+    assert 10 <= reached < 120
+
+    second = interrupt_after_checkpoint(project, beyond=reached, sig=signal.SIGKILL)
+    assert second.returncode == -signal.SIGKILL
+    assert f"resuming from {reached:07d}_checkpoint.zip (step {reached})" in second.stdout
+    reached_again = max(complete_checkpoints(project))
+    assert reached < reached_again < 120
+
+    third = run([sys.executable, "stages/train.py"], project)
+    assert f"resuming from {reached_again:07d}_checkpoint.zip" in third.stdout
+    assert max(complete_checkpoints(project)) == 120
+    resumed_sha = final_adapter_sha(project)
+
+    # The same run without interruptions gives bit-identical adapter weights (CPU training is deterministic).
+    shutil.rmtree(project / "models/training")
+    fresh = run([sys.executable, "stages/train.py"], project)
+    assert "starting fresh" in fresh.stdout
+    assert final_adapter_sha(project) == resumed_sha

@@ -1,0 +1,163 @@
+"""train + extract on the tiny FLUX.2 Klein model: config, validation, real training, metadata, LoRA applied."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charlora.adapters import adapter_from_checkpoint, provenance, read_metadata, tensors_sha256, with_metadata
+from charlora.base_models import get_base_model
+from charlora.errors import PipelineError
+from charlora.training import (RUN_SUBDIR, base_model_for, check_dataset, check_model_path, good_checkpoints,
+                               mflux_config, resolve_settings, train)
+from tests.conftest import noise_image
+
+
+def params_with(params, train=None, lora=None, base_model=None):
+    new_train = replace(params.train, **(train or {}))
+    if lora:
+        new_train = replace(new_train, lora=replace(params.train.lora, **lora))
+    return replace(params, train=new_train, base_model=replace(params.base_model, **(base_model or {})))
+
+
+def make_train_dir(folder: Path, count: int = 3, size=(64, 48)) -> Path:
+    for index in range(count):
+        noise_image(folder / f"char_{index + 1:03d}.png", size, seed=index)
+        (folder / f"char_{index + 1:03d}.txt").write_text(f"brmbl, test picture {index}\n")
+    (folder / "preview_1.txt").write_text("brmbl, waving\n")
+    return folder
+
+
+def test_settings_take_model_defaults(project_params):
+    tiny = resolve_settings(project_params, base_model_for(project_params))
+    assert (tiny.resolution, tiny.epochs, tiny.double_blocks, tiny.single_blocks) == (64, 2, (0, 1), (0, 1))
+    real_params = params_with(project_params, base_model={"name": "flux2-klein-base-4b", "path": None})
+    real = resolve_settings(real_params, base_model_for(real_params))
+    assert (real.resolution, real.epochs, real.steps, real.timestep_low, real.timestep_high) == (1024, 100, 40, 25, 40)
+    assert (real.double_blocks, real.single_blocks, real.checkpoint_every, real.low_ram) == ((0, 5), (0, 20), 25, True)
+    override = params_with(real_params, train={"resolution": 512}, lora={"rank": 8})
+    assert resolve_settings(override, base_model_for(override)).resolution == 512
+
+
+def test_config_is_mflux_schema_and_targets_every_block(project_params, tmp_path):
+    from mflux.models.common.training.state.training_spec import TrainingSpec
+
+    real_params = params_with(project_params, base_model={"name": "flux2-klein-base-4b", "path": None})
+    model = get_base_model("flux2-klein-base-4b")
+    settings = resolve_settings(real_params, model)
+    data = make_train_dir(tmp_path / "data")
+    config = mflux_config(settings, model, None, data, tmp_path / "cfg" / "config.json", tmp_path / "run")
+    assert config["model"] == "flux2-klein-base-4b" and config["data"] == "../data"
+    assert len(config["lora_layers"]["targets"]) == 12 + 2
+    assert {"module_path": "single_transformer_blocks.{block}.attn.to_qkv_mlp_proj",
+            "blocks": {"start": 0, "end": 20}, "rank": 16} in config["lora_layers"]["targets"]
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "config.json").write_text(json.dumps(config))
+    spec = TrainingSpec.resolve(config_path=str(tmp_path / "cfg" / "config.json"), resume_path=None, create_output_dir=False)
+    assert len(spec.data) == 3 and spec.training_loop.timestep_low == 25 and spec.lora_layers.targets[0].rank == 16
+
+
+
+
+def test_validation_errors(project_params, tmp_path):
+    from charlora.params import BlockRangeParams
+
+    model = base_model_for(project_params)
+    cases = [
+        (params_with(project_params, lora={"double_targets": ["attn.to_qq"]}), r"'train\.lora\.double_targets' has 'attn\.to_qq'"),
+        (params_with(project_params, lora={"single_blocks": BlockRangeParams(0, 3)}),
+         r"'train\.lora\.single_blocks' .* has 1 such blocks"),
+        (params_with(project_params, train={"steps": 10, "timestep_high": 12}), r"'train\.timestep_high' is 12"),
+        (params_with(project_params, lora={"double_targets": [], "single_targets": []}), "both empty"),
+    ]
+    for params, message in cases:
+        with pytest.raises(PipelineError, match=message):
+            resolve_settings(params, model)
+    with pytest.raises(PipelineError, match=r"base_model\.path '.*nowhere' is not a FLUX\.2 Klein model folder"):
+        check_model_path(params_with(project_params, base_model={"path": str(tmp_path / "nowhere")}))
+    data = make_train_dir(tmp_path / "data")
+    (data / "char_002.txt").unlink()
+    with pytest.raises(PipelineError, match=r"char_002\.png has no caption"):
+        check_dataset(data)
+    with pytest.raises(PipelineError, match="no training images"):
+        (tmp_path / "empty").mkdir()
+        check_dataset(tmp_path / "empty")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, project_params, tiny_flux2):
+    """One real mflux training run on the tiny model: 3 images, 32 px, 6 steps, checkpoints every 3."""
+    root = tmp_path_factory.mktemp("trained")
+    data = make_train_dir(root / "data")
+    params = params_with(project_params, base_model={"path": str(tiny_flux2)},
+                         train={"resolution": 32, "epochs": 2, "checkpoint_every": 3, "learning_rate": 1e-3})
+    metrics = train(params, data, root / "training", root / "live")
+    return params, root, metrics
+
+
+def test_training_writes_checkpoints_metrics_and_loss_curve(trained):
+    params, root, metrics = trained
+    assert metrics["steps"] == 6 and metrics["resumed_from_step"] == 0
+    assert np.isfinite(metrics["final_loss"]) and metrics["seconds_per_step"] > 0 and metrics["peak_rss_mb"] > 0
+    steps = [int(p.name[:7]) for p in good_checkpoints(root / "training" / RUN_SUBDIR)]
+    assert steps == [3, 6]
+    config = json.loads((root / "training" / "config.json").read_text())
+    assert config["max_resolution"] == 32 and config["model"] == "flux2-klein-tiny"
+    curve = (root / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
+    assert curve[0].split("\t")[:2] == ["step", "loss"] and len(curve) == 1 + 6
+
+
+def test_extract_keeps_tensors_and_adds_provenance(trained, tmp_path):
+    params, root, _ = trained
+    checkpoint = good_checkpoints(root / "training" / RUN_SUBDIR)[-1]
+    original = adapter_from_checkpoint(checkpoint)
+    config = json.loads((root / "training" / "config.json").read_text())
+    fingerprint = json.loads((root / "training" / "fingerprint.json").read_text())
+    stamped = with_metadata(original, provenance(config, fingerprint, 6, "brmbl", "black-forest-labs/FLUX.2-klein-base-4B"))
+    path = tmp_path / "bramble.safetensors"
+    path.write_bytes(stamped)
+    assert tensors_sha256(stamped) == tensors_sha256(original)
+    metadata = read_metadata(path)
+    assert metadata["trigger_word"] == "brmbl" and metadata["steps"] == "6" and metadata["lora_rank"] == "16"
+    assert metadata["base_model"] == "black-forest-labs/FLUX.2-klein-base-4B"
+    assert metadata["training_data_sha256"] == fingerprint["data_sha256"] and len(metadata["params_sha256"]) == 64
+    assert metadata["mflux_version"] == "0.24.0" and metadata["mlx_version"]
+    targets = json.loads(metadata["lora_targets"])
+    assert {"module_path": "transformer_blocks.{block}.attn.to_q", "blocks": {"start": 0, "end": 1}} in targets
+    from safetensors.numpy import load_file
+
+    tensors = load_file(path)
+    assert "transformer.transformer_blocks.0.attn.to_q.lora_A.weight" in tensors
+
+
+def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny_flux2):
+    """The extracted adapter goes through mflux's LoRA loader and moves the transformer's output."""
+    import mlx.core as mx
+
+    from charlora.generation import load_flux2
+
+    params, root, _ = trained
+    adapter = tmp_path / "a.safetensors"
+    adapter.write_bytes(adapter_from_checkpoint(good_checkpoints(root / "training" / RUN_SUBDIR)[-1]))
+
+    def transformer_output(lora_scale):
+        model = load_flux2("flux2-klein-tiny", tiny_flux2, params.tiny_model,
+                           lora_paths=[adapter] if lora_scale is not None else None,
+                           lora_scales=[lora_scale] if lora_scale is not None else None)
+        key = mx.random.key(0)
+        hidden = mx.random.normal((1, 4, 128), key=key)
+        text = mx.random.normal((1, 8, 96), key=mx.random.key(1))
+        img_ids = mx.zeros((1, 4, 4), dtype=mx.int32)
+        txt_ids = mx.zeros((1, 8, 4), dtype=mx.int32)
+        out = model.transformer(hidden_states=hidden, encoder_hidden_states=text, timestep=mx.array([0.5]),
+                                img_ids=img_ids, txt_ids=txt_ids, guidance=None)
+        return np.array(out.astype(mx.float32))
+
+    base, with_lora, off = transformer_output(None), transformer_output(1.0), transformer_output(0.0)
+    assert np.abs(with_lora - base).max() > 1e-5, "the trained LoRA must change the transformer's output"
+    assert np.allclose(off, base, atol=1e-6), "at scale 0 the LoRA must change nothing"
