@@ -60,9 +60,11 @@ class _Decoded:
     reason: str | None
 
 
-def natural_key(name: str) -> str:
-    """Sort key for file names: Unicode-normalised (NFC) so the same name sorts the same on macOS and Linux."""
-    return unicodedata.normalize("NFC", name)
+def natural_key(name: str) -> tuple[str, str]:
+    """Sort key for file names: stem first ("pose.jpg" before "pose copy.jpg", so duplicates keep the
+    original), Unicode-normalised (NFC) so a name sorts the same on macOS and Linux."""
+    stem, dot, suffix = unicodedata.normalize("NFC", name).rpartition(".")
+    return (stem, suffix) if dot else (suffix, "")
 
 
 def list_raw_files(raw_dir: Path) -> tuple[list[Path], list[Path]]:

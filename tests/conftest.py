@@ -81,12 +81,10 @@ def tiny_flux2(tmp_path_factory, project_params) -> Path:
     return out
 
 
-@pytest.fixture
-def project(tmp_path) -> Path:
+def copy_project(target: Path) -> Path:
     """A fresh copy of this project's tracked and new files, as its own git repo (like a clone)."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
                            check=True).stdout.decode().split("\0")
-    target = tmp_path / "project"
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
@@ -98,3 +96,8 @@ def project(tmp_path) -> Path:
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=target, check=True, capture_output=True)
     return target
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    return copy_project(tmp_path / "project")

@@ -27,8 +27,10 @@ echo "setup: mlx build from $MLX_REQS"
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q -r "$MLX_REQS" -r requirements.txt
-"${PIP[@]}" install -q --no-deps -r requirements/mflux.txt
-"${PIP[@]}" install -q --no-deps -e .
+# pip warns once per package about local index folders that lack it (a machine's pip.conf): noise.
+quiet_pip() { "${PIP[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+quiet_pip install -q -r "$MLX_REQS" -r requirements.txt
+quiet_pip install -q --no-deps -r requirements/mflux.txt
+quiet_pip install -q --no-deps -e .
 "$VENV/bin/python" -c "import mlx.core as mx, mflux, charlora; print('setup: mlx', mx.__version__, 'on', mx.default_device())"
 echo "$MLX_REQS" > "$VENV/.mlx-build"

@@ -1,0 +1,98 @@
+"""Messy folders and bad params through the stage scripts: a clear message, no traceback, the right
+exit code, raw files unchanged, and no half-written output left behind."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from PIL import Image
+
+from charlora.fileio import read_json, sha256_file
+from tests.conftest import noise_image, run, update_params
+
+
+def raw_hashes(project):
+    return {p.name: sha256_file(p) for p in sorted((project / "data/raw").iterdir())}
+
+
+def stage(project, name):
+    return run([sys.executable, f"stages/{name}.py"], project, check=False)
+
+
+def assert_clean_failure(result, *fragments):
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+
+
+def test_messy_folder_is_cleaned_reported_and_untouched(project):
+    raw = project / "data/raw"
+    (raw / "zero.jpg").write_bytes(b"")
+    full = (raw / "bramble_night.jpg").read_bytes()
+    (raw / "cut short.jpg").write_bytes(full[: len(full) // 2])
+    (raw / "readme.png").write_text("not a picture")
+    Image.new("1", (30000, 30000)).save(raw / "bomb.png", optimize=True)
+    noise_image(raw / "cmyk photo.jpg", (800, 600), seed=11, mode="CMYK")
+    noise_image(raw / "tiny.png", (120, 90), seed=12)
+    noise_image(raw / "banner.png", (3000, 300), seed=13)
+    (raw / "bramble_night copy.jpg").write_bytes(full)
+    Image.open(raw / "bramble_meadow.jpg").resize((1000, 750)).save(raw / "bramble_meadow_small.jpg", quality=80)
+    noise_image(raw / "ünïcode näme.png", (700, 700), seed=14)
+    (raw / "lonely.txt").write_text("a caption without a picture")
+    (raw / "ünïcode näme.txt").write_bytes(b"\xff\xfe\x00broken")
+    before = raw_hashes(project)
+
+    result = stage(project, "preprocess")
+    assert result.returncode == 0, result.stderr
+    assert raw_hashes(project) == before
+    report = read_json(project / "metrics/preprocess.json")
+    reasons = {r["source"]: r["reason"] for r in report["rejects"]}
+    assert set(reasons) == {"zero.jpg", "cut short.jpg", "readme.png", "bomb.png", "tiny.png", "banner.png",
+                            "bramble_night copy.jpg", "bramble_meadow_small.jpg"}
+    assert sorted(p.name for p in (project / "data/rejected").iterdir()) == sorted(reasons)
+    for name in reasons:
+        assert f"rejected {name}: " in result.stdout
+    sources = [m["source"] for m in read_json(project / "data/processed/manifest.json")]
+    assert "cmyk photo.jpg" in sources and "ünïcode näme.png" in sources
+    warnings = "\n".join(report["warnings"])
+    assert "lonely.txt: caption file with no image" in warnings and "ünïcode näme.txt: not UTF-8" in warnings
+
+
+def test_empty_raw_folder_fails_clearly_and_keeps_the_last_good_output(project):
+    assert stage(project, "preprocess").returncode == 0
+    good = {p.name: sha256_file(p) for p in (project / "data/processed").iterdir()}
+    for path in (project / "data/raw").iterdir():
+        path.unlink()
+    result = stage(project, "preprocess")
+    assert_clean_failure(result, "no images in data/raw", "Put 10-30 pictures")
+    assert {p.name: sha256_file(p) for p in (project / "data/processed").iterdir()} == good
+    assert not [p for p in (project / "data").iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("updates, message", [
+    ({"preprocess.size": "big"}, "'preprocess.size' must be of type int"),
+    ({"preprocess.min_side": 0}, "'preprocess.min_side' is 0; it must be at least 16"),
+    ({"preprocess.colour": "red"}, "unknown key 'preprocess.colour'"),
+])
+def test_bad_params_fail_before_any_work(project, updates, message):
+    update_params(project, updates)
+    result = stage(project, "preprocess")
+    assert_clean_failure(result, message)
+    assert not (project / "data/processed").exists()
+
+
+@pytest.mark.parametrize("updates, message", [
+    ({"train.lora.single_targets": ["attn.to_qkv"]}, "'train.lora.single_targets' has 'attn.to_qkv'"),
+    ({"base_model.path": "models/base/nowhere"}, "base_model.path 'models/base/nowhere' is not a FLUX.2 Klein model folder"),
+    ({"base_model.name": "flux2-klein-4b"}, "step-distilled"),
+])
+def test_bad_training_setup_fails_before_loading_the_model(project, updates, message):
+    train_dir = project / "data/train/bramble"
+    noise_image(train_dir / "char_001.png", (64, 64))
+    (train_dir / "char_001.txt").write_text("brmbl, a test\n")
+    update_params(project, updates)
+    result = stage(project, "train")
+    assert_clean_failure(result, message)
+    assert not (project / "models/training").exists()

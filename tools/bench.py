@@ -1,0 +1,154 @@
+"""make bench: pipeline overheads and speeds, measured in one run, into metrics/bench.json.
+
+Works in a temporary copy of the project (your workspace is not touched):
+- train stage against a direct mflux ``TrainingRunner.train`` call on the same config and data:
+  wall time and peak RSS, and their ratios (our overhead: validation, fingerprinting, progress, dvclive);
+- seconds per training step of the tiny model at 64 and 128 px;
+- no-op ``dvc repro`` against ``dvc status``;
+- preprocess throughput against a plain PIL loop (open, RGB, LANCZOS resize, PNG) on large JPEGs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import copy_project, noise_image, tool_env, update_params  # noqa: E402  (shared helpers, no pytest needed)
+
+DIRECT_TRAIN = """
+import sys
+from charlora.params import load_params
+from charlora.tiny_model import register_tiny_model
+register_tiny_model(load_params().tiny_model)
+from mflux.models.common.training.runner import TrainingRunner
+TrainingRunner.train(config_path=sys.argv[1], resume_path=None)
+"""
+
+PLAIN_PIL = """
+import sys, time
+from pathlib import Path
+from PIL import Image
+src, out, size = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+for i, path in enumerate(sorted(src.glob("*.jpg"))):
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        scale = size / max(image.size)
+        image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS).save(out / f"{i}.png")
+"""
+
+
+def measure(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS MB, stdout) of one child process."""
+    started = time.perf_counter()
+    process = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench: {' '.join(cmd)} failed:\n{stdout[-3000:]}")
+    peak_mb = usage.ru_maxrss / (1 << 20) if sys.platform == "darwin" else usage.ru_maxrss / 1024
+    return wall, peak_mb, stdout
+
+
+def bench_train(project: Path) -> dict:
+    """Train stage vs a direct mflux call on the same config and data (64 px), then s/step at 128 px."""
+    py = sys.executable
+    update_params(project, {"train.resolution": 64, "train.epochs": 2})
+    measure(["dvc", "repro", "merge", "base_model"], project)
+    stage_wall, stage_rss, _ = measure([py, "stages/train.py"], project)
+    train_metrics = json.loads((project / "metrics/train.json").read_text())
+    # The same mflux config, written beside the original so its relative data path still resolves.
+    config = json.loads((project / "models/training/config.json").read_text())
+    config["checkpoint"]["output_path"] = "models/direct/run"
+    config_path = project / "models/direct/config.json"
+    config_path.parent.mkdir(parents=True)
+    config_path.write_text(json.dumps(config))
+    direct_wall, direct_rss, _ = measure([py, "-c", DIRECT_TRAIN, str(config_path)], project)
+    shutil.rmtree(project / "models/direct")
+    return {
+        "train_stage_wall_s": round(stage_wall, 2), "direct_mflux_wall_s": round(direct_wall, 2),
+        "wall_ratio": round(stage_wall / direct_wall, 3),
+        "train_stage_peak_rss_mb": round(stage_rss, 1), "direct_mflux_peak_rss_mb": round(direct_rss, 1),
+        "peak_rss_ratio": round(stage_rss / direct_rss, 3),
+        "train_steps": train_metrics["steps"], "images": 13,
+    }
+
+
+def bench_seconds_per_step(project: Path) -> dict:
+    """s/step of the tiny model at 64 and 128 px, on 2 images (encoding them at 128 px takes a while on a CPU)."""
+    per_resolution = {}
+    source = project / "data/train/bramble"
+    small = project / "data/train/bench"
+    small.mkdir()
+    for name in ("char_001", "char_002"):
+        for suffix in (".png", ".txt"):
+            shutil.copy2(source / f"{name}{suffix}", small / f"{name}{suffix}")
+    for resolution in (64, 128):
+        update_params(project, {"character.name": "bench", "train.resolution": resolution, "train.epochs": 6})
+        measure([sys.executable, "stages/train.py"], project)
+        per_resolution[str(resolution)] = json.loads((project / "metrics/train.json").read_text())["seconds_per_step"]
+    return per_resolution
+
+
+def bench_dvc(project: Path) -> dict:
+    """No-op `dvc repro` against `dvc status`, once the pipeline is up to date."""
+    measure(["dvc", "commit", "-f", "train"], project)  # train already ran outside dvc above
+    measure(["dvc", "repro"], project)
+    repro_wall, _, out = measure(["dvc", "repro"], project)
+    status_wall, _, _ = measure(["dvc", "status"], project)
+    return {"noop_repro_s": round(repro_wall, 2), "status_s": round(status_wall, 2),
+            "noop_repro_ran_stages": out.count("Running stage")}
+
+
+def bench_preprocess(tmp: Path, count: int = 8) -> dict:
+    raw, plain_out = tmp / "big_raw", tmp / "plain_out"
+    plain_out.mkdir()
+    for index in range(count):
+        noise_image(raw / f"big_{index}.jpg", (4000, 3000), seed=index, quality=92)
+    script = ("import sys; from pathlib import Path; from dataclasses import replace; from charlora.params import load_params; "
+              "from charlora.images import preprocess; p = replace(load_params().preprocess, duplicate_threshold=0); "
+              "o = Path(sys.argv[2]); o.mkdir(); r = o.with_name('rej'); r.mkdir(); preprocess(Path(sys.argv[1]), o, r, p)")
+    ours, _, _ = measure([sys.executable, "-c", script, str(raw), str(tmp / "ours_out")], ROOT)
+    plain, _, _ = measure([sys.executable, "-c", PLAIN_PIL, str(raw), str(plain_out), "1024"], ROOT)
+    return {"images": count, "source_size": "4000x3000 JPEG", "preprocess_s": round(ours, 2), "plain_pil_loop_s": round(plain, 2),
+            "preprocess_images_per_s": round(count / ours, 2), "plain_pil_images_per_s": round(count / plain, 2),
+            "speedup": round(plain / ours, 2), "cores": os.cpu_count()}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        project = copy_project(tmp / "project")
+        print("bench: train stage vs direct mflux ...", flush=True)
+        train = bench_train(project)
+        print("bench: no-op dvc repro vs dvc status ...", flush=True)
+        dvc = bench_dvc(project)
+        print("bench: seconds per step at 64 and 128 px ...", flush=True)
+        train["tiny_seconds_per_step"] = bench_seconds_per_step(project)
+        print("bench: preprocess vs a plain PIL loop ...", flush=True)
+        prep = bench_preprocess(tmp)
+    import mlx.core as mx
+
+    results = {"machine": {"platform": sys.platform, "cores": os.cpu_count(), "mlx_device": str(mx.default_device())},
+               "train": train, "dvc": dvc, "preprocess": prep}
+    out = ROOT / "metrics/bench.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    rows = [(f"{section}.{key}", value) for section in ("train", "dvc", "preprocess")
+            for key, value in results[section].items()]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(f"bench: written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
