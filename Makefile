@@ -34,6 +34,6 @@ bench: $(STAMP) ## Measure pipeline overheads and speeds into metrics/bench.json
 	$(PY) tools/bench.py
 
 clean: ## Remove generated outputs (never data/raw)
-	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/lora models/checkpoints dvc_plots
+	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/training models/lora metrics/train dvc_plots
 	rm -f metrics/*.json
 	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

@@ -117,6 +117,12 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    num_timesteps: int = field(metadata=_limits(min=1, max=100))
+    noise_seed: int = field(metadata=_limits(min=0))
+
+
+@dataclass(frozen=True)
 class Params:
     character: CharacterParams
     preprocess: PreprocessParams
@@ -125,6 +131,7 @@ class Params:
     base_model: BaseModelParams
     tiny_model: TinyModelParams
     train: TrainParams
+    evaluate: EvaluateParams
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

@@ -133,18 +133,23 @@ def check_dataset(train_dir: Path) -> list[Path]:
     return images
 
 
-def check_model_path(params: Params) -> str | None:
-    """The local model folder to load, or None to let mflux download ``base_model.name``."""
+def check_model_path(params: Params, tiny_model_dir: Path) -> str | None:
+    """The local model folder to load, or None to let mflux download ``base_model.name``.
+
+    ``base_model.path: null`` means the tiny model's folder for the tiny model (built by the
+    base_model stage) and a download for the real ones, so switching models is one param.
+    """
     path = params.base_model.path
+    if path is None and params.base_model.name == TINY:
+        path = str(tiny_model_dir)
     if path is None:
-        if params.base_model.name == TINY:
-            raise PipelineError("base_model.path is null, but the tiny model is built locally; "
-                                "set base_model.path: models/base/flux2-klein-tiny.")
         return None
     if not Path(path).is_dir() or not (Path(path) / "transformer").is_dir():
+        hint = ("Run `dvc repro base_model` to build it" if params.base_model.name == TINY and params.base_model.path is None
+                else "Fix the path, or set it to null to let mflux download base_model.name")
         raise PipelineError(
             f"base_model.path '{path}' is not a FLUX.2 Klein model folder (it needs transformer/, text_encoder/, "
-            "vae/ and tokenizer/). Fix the path, or set it to null to let mflux download base_model.name.")
+            f"vae/ and tokenizer/). {hint}.")
     return path
 
 
@@ -309,15 +314,15 @@ def read_losses(loss_file: Path) -> list[dict]:
     return [json.loads(line) for line in loss_file.read_text(encoding="utf-8").splitlines() if line]
 
 
-def log_loss_curve(losses: list[dict], live_dir: Path) -> None:
-    """Write the loss curve with dvclive so `dvc plots show` draws it."""
+def log_loss_curve(losses: list[dict], live_dir: Path, metric: str = "loss") -> None:
+    """Write a per-step curve (entries with "step" and "loss") with dvclive so `dvc plots show` draws it."""
     from dvclive import Live
 
     shutil.rmtree(live_dir, ignore_errors=True)
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
         for entry in losses:
             live.step = entry["step"]
-            live.log_metric("loss", entry["loss"])
+            live.log_metric(metric, entry["loss"])
 
 
 def fingerprint(config: dict, data_dir: Path, params: Params) -> dict:
@@ -330,12 +335,12 @@ def fingerprint(config: dict, data_dir: Path, params: Params) -> dict:
     }
 
 
-def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path) -> dict:
+def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, tiny_model_dir: Path) -> dict:
     """Validate, write the mflux config, train (or resume) and return the train metrics."""
     model = base_model_for(params)
     settings = resolve_settings(params, model)
     images = check_dataset(train_dir)
-    model_path = check_model_path(params)
+    model_path = check_model_path(params, tiny_model_dir)
     config_path = training_dir / "config.json"
     run_dir = training_dir / RUN_SUBDIR
     config = mflux_config(settings, model, model_path, train_dir, config_path, run_dir)

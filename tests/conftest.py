@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,34 @@ def copy_project(target: Path) -> Path:
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=target, check=True, capture_output=True)
     return target
+
+
+def params_with(params, train=None, lora=None, base_model=None):
+    new_train = replace(params.train, **(train or {}))
+    if lora:
+        new_train = replace(new_train, lora=replace(params.train.lora, **lora))
+    return replace(params, train=new_train, base_model=replace(params.base_model, **(base_model or {})))
+
+
+def make_train_dir(folder: Path, count: int = 3, size=(64, 48)) -> Path:
+    for index in range(count):
+        noise_image(folder / f"char_{index + 1:03d}.png", size, seed=index)
+        (folder / f"char_{index + 1:03d}.txt").write_text(f"brmbl, test picture {index}\n")
+    (folder / "preview_1.txt").write_text("brmbl, waving\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, project_params, tiny_flux2):
+    """One real mflux training run on the tiny model: 3 images, 32 px, 6 steps, checkpoints every 3."""
+    from charlora.training import train
+
+    root = tmp_path_factory.mktemp("trained")
+    data = make_train_dir(root / "data")
+    params = params_with(project_params, base_model={"path": str(tiny_flux2)},
+                         train={"resolution": 32, "epochs": 2, "checkpoint_every": 3, "learning_rate": 1e-3})
+    metrics = train(params, data, root / "training", root / "live", tiny_flux2)
+    return params, root, metrics
 
 
 @pytest.fixture

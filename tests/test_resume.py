@@ -11,8 +11,7 @@ import zipfile
 from pathlib import Path
 
 from charlora.adapters import adapter_from_checkpoint, tensors_sha256
-from tests.conftest import run, tool_env, update_params
-from tests.test_training import make_train_dir
+from tests.conftest import make_train_dir, run, tool_env, update_params
 
 CHECKPOINTS = Path("models/training/run/checkpoints")
 

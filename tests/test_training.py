@@ -15,28 +15,13 @@ from charlora.base_models import get_base_model
 from charlora.errors import PipelineError
 from charlora.training import (RUN_SUBDIR, base_model_for, check_dataset, check_model_path, good_checkpoints,
                                mflux_config, resolve_settings, train)
-from tests.conftest import noise_image
-
-
-def params_with(params, train=None, lora=None, base_model=None):
-    new_train = replace(params.train, **(train or {}))
-    if lora:
-        new_train = replace(new_train, lora=replace(params.train.lora, **lora))
-    return replace(params, train=new_train, base_model=replace(params.base_model, **(base_model or {})))
-
-
-def make_train_dir(folder: Path, count: int = 3, size=(64, 48)) -> Path:
-    for index in range(count):
-        noise_image(folder / f"char_{index + 1:03d}.png", size, seed=index)
-        (folder / f"char_{index + 1:03d}.txt").write_text(f"brmbl, test picture {index}\n")
-    (folder / "preview_1.txt").write_text("brmbl, waving\n")
-    return folder
+from tests.conftest import make_train_dir, params_with
 
 
 def test_settings_take_model_defaults(project_params):
     tiny = resolve_settings(project_params, base_model_for(project_params))
     assert (tiny.resolution, tiny.epochs, tiny.double_blocks, tiny.single_blocks) == (64, 2, (0, 1), (0, 1))
-    real_params = params_with(project_params, base_model={"name": "flux2-klein-base-4b", "path": None})
+    real_params = params_with(project_params, base_model={"name": "flux2-klein-base-4b"})
     real = resolve_settings(real_params, base_model_for(real_params))
     assert (real.resolution, real.epochs, real.steps, real.timestep_low, real.timestep_high) == (1024, 100, 40, 25, 40)
     assert (real.double_blocks, real.single_blocks, real.checkpoint_every, real.low_ram) == ((0, 5), (0, 20), 25, True)
@@ -47,7 +32,7 @@ def test_settings_take_model_defaults(project_params):
 def test_config_is_mflux_schema_and_targets_every_block(project_params, tmp_path):
     from mflux.models.common.training.state.training_spec import TrainingSpec
 
-    real_params = params_with(project_params, base_model={"name": "flux2-klein-base-4b", "path": None})
+    real_params = params_with(project_params, base_model={"name": "flux2-klein-base-4b"})
     model = get_base_model("flux2-klein-base-4b")
     settings = resolve_settings(real_params, model)
     data = make_train_dir(tmp_path / "data")
@@ -79,7 +64,11 @@ def test_validation_errors(project_params, tmp_path):
         with pytest.raises(PipelineError, match=message):
             resolve_settings(params, model)
     with pytest.raises(PipelineError, match=r"base_model\.path '.*nowhere' is not a FLUX\.2 Klein model folder"):
-        check_model_path(params_with(project_params, base_model={"path": str(tmp_path / "nowhere")}))
+        check_model_path(params_with(project_params, base_model={"path": str(tmp_path / "nowhere")}), tmp_path)
+    with pytest.raises(PipelineError, match=r"Run `dvc repro base_model` to build it"):
+        check_model_path(project_params, tmp_path / "not-built")
+    real = params_with(project_params, base_model={"name": "flux2-klein-base-4b"})
+    assert check_model_path(real, tmp_path / "not-built") is None  # mflux downloads it
     data = make_train_dir(tmp_path / "data")
     (data / "char_002.txt").unlink()
     with pytest.raises(PipelineError, match=r"char_002\.png has no caption"):
@@ -87,17 +76,6 @@ def test_validation_errors(project_params, tmp_path):
     with pytest.raises(PipelineError, match="no training images"):
         (tmp_path / "empty").mkdir()
         check_dataset(tmp_path / "empty")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, project_params, tiny_flux2):
-    """One real mflux training run on the tiny model: 3 images, 32 px, 6 steps, checkpoints every 3."""
-    root = tmp_path_factory.mktemp("trained")
-    data = make_train_dir(root / "data")
-    params = params_with(project_params, base_model={"path": str(tiny_flux2)},
-                         train={"resolution": 32, "epochs": 2, "checkpoint_every": 3, "learning_rate": 1e-3})
-    metrics = train(params, data, root / "training", root / "live")
-    return params, root, metrics
 
 
 def test_training_writes_checkpoints_metrics_and_loss_curve(trained):
@@ -161,3 +139,26 @@ def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny
     base, with_lora, off = transformer_output(None), transformer_output(1.0), transformer_output(0.0)
     assert np.abs(with_lora - base).max() > 1e-5, "the trained LoRA must change the transformer's output"
     assert np.allclose(off, base, atol=1e-6), "at scale 0 the LoRA must change nothing"
+
+
+def test_run_plan_resumes_only_an_unfinished_run_with_the_same_fingerprint(tmp_path):
+    from charlora.fileio import write_json
+    from charlora.training import plan_run
+
+    training = tmp_path / "training"
+    assert plan_run(training, "abc", 10).reason == "no earlier run: starting fresh"
+    checkpoints = training / RUN_SUBDIR / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    write_json(training / "fingerprint.json", {"fingerprint": "abc"})
+    assert "left no checkpoint" in plan_run(training, "abc", 10).reason
+    import zipfile
+
+    with zipfile.ZipFile(checkpoints / "0000004_checkpoint.zip", "w") as archive:
+        archive.writestr("checkpoint.json", "{}")
+    (checkpoints / "0000008_checkpoint.zip").write_bytes(b"PK\x03\x04 cut short by a kill")
+    plan = plan_run(training, "abc", 10)
+    assert plan.resume_from == checkpoints / "0000004_checkpoint.zip" and "step 4" in plan.reason
+    assert not (checkpoints / "0000008_checkpoint.zip").exists(), "an incomplete checkpoint is removed"
+    changed = plan_run(training, "def", 10)
+    assert changed.resume_from is None and changed.reason.startswith("params or training data changed")
+    assert plan_run(training, "abc", 4).resume_from is None  # that run had finished: train again
