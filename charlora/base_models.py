@@ -29,6 +29,19 @@ class TrainDefaults:
 
 
 @dataclass(frozen=True)
+class SampleDefaults:
+    """Image generation in evaluate: FLUX.2 Klein Base samples in about 50 steps at guidance about 4."""
+
+    steps: int
+    guidance: float
+    resolution: int
+    clip_model: str
+
+
+_REAL_SAMPLING = SampleDefaults(steps=50, guidance=4.0, resolution=1024, clip_model="openai/clip-vit-base-patch32")
+
+
+@dataclass(frozen=True)
 class BaseModelSpec:
     """One base model: the mflux registry key, its block counts, defaults and what it needs."""
 
@@ -39,7 +52,7 @@ class BaseModelSpec:
     num_single_blocks: int
     defaults: TrainDefaults
     memory: str
-    trainable: bool = True
+    sampling: SampleDefaults = _REAL_SAMPLING
 
 
 # The project plan's defaults for the real models: 1024 px, 100 epochs, timesteps 25-40 of 40.
@@ -57,7 +70,8 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
         TINY, TINY, "black-forest-labs/FLUX.2-klein-base-4B", 1, 1,
         TrainDefaults(resolution=64, epochs=2, steps=8, guidance=1.0, timestep_low=0, timestep_high=8,
                       low_ram=False, checkpoint_every=4, preview_every=0, preview_resolution=64),
-        memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px"),
+        memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px",
+        sampling=SampleDefaults(steps=4, guidance=4.0, resolution=32, clip_model="models/base/clip-tiny")),
 }
 
 # Step-distilled Klein models generate in 4 steps; training a LoRA on them gives poor results.

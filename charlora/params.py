@@ -117,9 +117,28 @@ class TrainParams:
 
 
 @dataclass(frozen=True)
+class ScoreWeights:
+    identity: float = field(metadata=_limits(min=0.0))
+    prompt_fit: float = field(metadata=_limits(min=0.0))
+    leakage: float = field(metadata=_limits(min=0.0))
+    diversity: float = field(metadata=_limits(min=0.0))
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     num_timesteps: int = field(metadata=_limits(min=1, max=100))
     noise_seed: int = field(metadata=_limits(min=0))
+    prompts_file: str
+    max_prompts: int | None = field(metadata=_limits(min=1))
+    control_prompts: int = field(metadata=_limits(min=1))
+    image_checkpoints: int | None = field(metadata=_limits(min=1))
+    lora_scale: float = field(metadata=_limits(min=0.0, max=2.0))
+    seed: int = field(metadata=_limits(min=0))
+    steps: int | None = field(metadata=_limits(min=1, max=200))
+    guidance: float | None = field(metadata=_limits(min=0.0, max=20.0))
+    resolution: int | None = field(metadata=_limits(min=16, max=2048, multiple_of=16))
+    clip_model: str | None
+    score_weights: ScoreWeights
 
 
 @dataclass(frozen=True)

@@ -314,15 +314,20 @@ def read_losses(loss_file: Path) -> list[dict]:
     return [json.loads(line) for line in loss_file.read_text(encoding="utf-8").splitlines() if line]
 
 
-def log_loss_curve(losses: list[dict], live_dir: Path, metric: str = "loss") -> None:
-    """Write a per-step curve (entries with "step" and "loss") with dvclive so `dvc plots show` draws it."""
+def log_curves(rows: list[dict], live_dir: Path) -> None:
+    """Write per-step curves with dvclive so `dvc plots show` draws them.
+
+    Each row has a "step" and any metric values; a metric missing from a row is not logged at that step.
+    """
     from dvclive import Live
 
     shutil.rmtree(live_dir, ignore_errors=True)
     with Live(dir=str(live_dir), save_dvc_exp=False, dvcyaml=None, report=None) as live:
-        for entry in losses:
-            live.step = entry["step"]
-            live.log_metric(metric, entry["loss"])
+        for row in rows:
+            live.step = row["step"]
+            for metric, value in row.items():
+                if metric != "step":
+                    live.log_metric(metric, value)
 
 
 def fingerprint(config: dict, data_dir: Path, params: Params) -> dict:
@@ -376,7 +381,7 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, t
         raise PipelineError(f"mflux refused the training config {config_path}: {error}") from error
     wall = time.perf_counter() - started
     losses = read_losses(training_dir / "loss.jsonl")
-    log_loss_curve(losses, live_dir)
+    log_curves(losses, live_dir)
     import mlx.core as mx
 
     return {

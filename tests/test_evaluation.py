@@ -10,7 +10,8 @@ import pytest
 
 from charlora.adapters import adapter_from_checkpoint
 from charlora.errors import PipelineError
-from charlora.evaluation import CheckpointScore, ValidationLoss, pick_best, spread_timesteps
+from charlora.evaluation import (ValidationLoss, contact_sheet, diversity, identity, pick_best, prompt_fit,
+                                 score, shortlist, spread_timesteps)
 from charlora.training import RUN_SUBDIR, good_checkpoints
 from tests.conftest import make_train_dir
 
@@ -21,13 +22,43 @@ def test_spread_timesteps():
     assert spread_timesteps(0, 8, 1) == [4]
 
 
-def test_pick_best_takes_the_lowest_loss_then_the_earliest_step():
-    scores = [CheckpointScore(4, Path("a"), 0.50), CheckpointScore(8, Path("b"), 0.41),
-              CheckpointScore(12, Path("c"), 0.41), CheckpointScore(16, Path("d"), 0.45)]
-    assert pick_best(scores).step == 8
-    assert pick_best(list(reversed(scores))).step == 8
+def test_shortlist_and_best_pick_on_hand_made_tables():
+    losses = {4: 0.50, 8: 0.41, 12: 0.41, 16: 0.45}
+    assert shortlist(losses, 2) == [8, 12]
+    assert shortlist(losses, None) == [4, 8, 12, 16]
+    rows = [{"step": 4, "val_loss": 0.50}, {"step": 8, "val_loss": 0.41, "score": 0.90},
+            {"step": 12, "val_loss": 0.41, "score": 0.95}, {"step": 16, "val_loss": 0.45, "score": 0.95}]
+    assert pick_best(rows) == 12  # highest score; the tie with step 16 goes to the lower held-out loss
+    assert pick_best([{"step": 4, "val_loss": 0.5}, {"step": 8, "val_loss": 0.4}, {"step": 12, "val_loss": 0.4}]) == 8
     with pytest.raises(PipelineError, match="no checkpoints"):
         pick_best([])
+
+
+def test_clip_metrics_on_hand_made_embeddings(project_params):
+    import numpy as np
+
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    assert identity(np.stack([a, a]), np.stack([a])) == 1.0
+    assert identity(np.stack([b]), np.stack([a])) == 0.0
+    assert prompt_fit(np.stack([a, b]), np.stack([a, a])) == 0.5
+    assert diversity(np.stack([a, a, a])) == 0.0 and diversity(np.stack([a, b])) == 1.0 and diversity(np.stack([a])) == 0.0
+    metrics = {"identity": 0.8, "prompt_fit": 0.3, "leakage": 0.1, "diversity": 0.4}
+    assert score(metrics, project_params.evaluate.score_weights) == pytest.approx(0.8 + 0.3 - 0.1 + 0.5 * 0.4)
+
+
+def test_contact_sheet_layout():
+    from PIL import Image
+
+    from charlora.evaluation import Sample
+
+    def samples(count, color):
+        return [Sample(f"p{i}", f"prompt {i}", Image.new("RGB", (32, 32), color), None) for i in range(count)]
+
+    sheet = contact_sheet([("step 4", samples(3, (255, 0, 0))), ("no trigger", samples(1, (0, 0, 255)))], cell=64)
+    assert sheet.size == (110 + 3 * 64, 2 * (64 + 28))
+    assert sheet.getpixel((110 + 2 * 64 + 32, 32)) == (255, 0, 0)  # row 1, column 3
+    assert sheet.getpixel((110 + 32, 92 + 32)) == (0, 0, 255)  # row 2, column 1
+    assert sheet.getpixel((110 + 64 + 32, 92 + 32)) == (255, 255, 255)  # row 2 has one image
 
 
 def test_validation_loss_is_deterministic_and_sees_the_lora(trained, tmp_path):
