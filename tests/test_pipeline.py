@@ -17,7 +17,8 @@ def fast_copy(target, florence):
     """A fresh copy of the project: the shipped sample with a tiny local Florence-2 and small training settings."""
     project = copy_project(target)
     update_params(project, {"caption.model": str(florence), "caption.max_new_tokens": 12, "caption.num_beams": 1,
-                            "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1})
+                            "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1,
+                            "evaluate.max_prompts": 2, "evaluate.image_checkpoints": 1})
     # Without metadata.jsonl, the 9 sample images that have no .txt beside them need machine captions.
     (project / "data/raw/metadata.jsonl").unlink()
     run(["git", "add", "-A"], project)
@@ -39,12 +40,17 @@ def caption_sources(project):
 
 def test_repro_status_param_change_and_new_image(first_run):
     project, out, _ = first_run
-    for stage in (*DATA_STAGES, "base_model", "train", "extract"):
+    for stage in (*DATA_STAGES, "base_model", "train", "extract", "evaluate"):
         assert f"Running stage '{stage}'" in out
     assert caption_sources(project) == {"florence2": 9, "user": 5}
     adapter = project / "models/lora/bramble.safetensors"
     assert read_metadata(adapter)["trigger_word"] == "brmbl"
     assert sorted(p.name for p in (project / "data/train/bramble").glob("preview_*.txt")) == ["preview_1.txt", "preview_2.txt"]
+
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    assert (project / f"models/samples/contact_step{evaluation['best_step']:06d}.png").exists()
+    assert (project / "models/samples/comparison.png").exists() and (project / "models/lora/bramble-best.safetensors").exists()
+    assert 0 <= evaluation["leakage"] and -1 <= evaluation["identity"] <= 1 and evaluation["base_val_loss"] > 0
 
     assert "Data and pipelines are up to date." in run(["dvc", "status"], project).stdout
     again = run(["dvc", "repro"], project).stdout
@@ -86,4 +92,7 @@ def test_second_fresh_copy_gives_the_same_adapter_and_experiments_compare(tmp_pa
     rows.pop("workspace", None)  # the workspace holds the last experiment's results
     assert [rank for rank, _ in rows.values()] == [16]  # the baseline commit
     table = run(["dvc", "exp", "show", "--no-pager", "--md"], project).stdout
-    assert "rank8" in table and "final_loss" in table
+    assert "rank8" in table and "final_loss" in table and "best_score" in table and "base_val_loss" in table
+    run(["dvc", "plots", "show"], project)
+    html = (project / "dvc_plots/index.html").read_text()
+    assert "metrics/train/plots/metrics/loss.tsv" in html and "metrics/eval/plots/metrics/val_loss.tsv" in html
