@@ -36,9 +36,12 @@ class SampleDefaults:
     guidance: float
     resolution: int
     clip_model: str
+    max_prompts: int | None  # None: every prompt in the prompts file
+    image_checkpoints: int | None  # None: every checkpoint
 
 
-_REAL_SAMPLING = SampleDefaults(steps=50, guidance=4.0, resolution=1024, clip_model="openai/clip-vit-base-patch32")
+_REAL_SAMPLING = SampleDefaults(steps=50, guidance=4.0, resolution=1024, clip_model="openai/clip-vit-base-patch32",
+                                max_prompts=None, image_checkpoints=3)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
         TrainDefaults(resolution=64, epochs=2, steps=8, guidance=1.0, timestep_low=0, timestep_high=8,
                       low_ram=False, checkpoint_every=4, preview_every=0, preview_resolution=64),
         memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px",
-        sampling=SampleDefaults(steps=4, guidance=4.0, resolution=32, clip_model="models/base/clip-tiny")),
+        sampling=SampleDefaults(steps=4, guidance=4.0, resolution=32, clip_model="models/base/clip-tiny",
+                                max_prompts=3, image_checkpoints=2)),
 }
 
 # Step-distilled Klein models generate in 4 steps; training a LoRA on them gives poor results.

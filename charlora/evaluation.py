@@ -301,9 +301,11 @@ def run_evaluation(params, training_config: dict, checkpoints: list[dict], heldo
         log(f"[{index}/{len(checkpoints)}] step {entry['step']}: {losses[entry['step']]:.5f} "
             f"({losses[entry['step']] - base_loss:+.5f} vs base)")
 
-    prompts = load_prompts(Path(evaluate.prompts_file), params.character.trigger, evaluate.max_prompts)
+    prompts = load_prompts(Path(evaluate.prompts_file), params.character.trigger,
+                           evaluate.max_prompts or sampling.max_prompts)
     controls = prompts[: evaluate.control_prompts]
-    shortlisted = [e for e in checkpoints if e["step"] in shortlist(losses, evaluate.image_checkpoints)]
+    shortlisted = [e for e in checkpoints
+                   if e["step"] in shortlist(losses, evaluate.image_checkpoints or sampling.image_checkpoints)]
     total = 2 * len(controls) + len(shortlisted) * (len(prompts) + len(controls))
     done, started = 0, time.perf_counter()
 
