@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -73,3 +74,35 @@ def test_interrupted_training_resumes_to_the_same_adapter(project, tiny_flux2):
     fresh = run([sys.executable, "stages/train.py"], project)
     assert "starting fresh" in fresh.stdout
     assert final_adapter_sha(project) == resumed_sha
+
+
+def repro_until_checkpoint(project: Path, beyond: int, sig: int) -> subprocess.CompletedProcess:
+    """`dvc repro train` in its own process group, stopped like a user would (Ctrl-C or kill) after a checkpoint."""
+    process = subprocess.Popen(["dvc", "repro", "train"], cwd=project, env=tool_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if any(step > beyond for step in complete_checkpoints(project)):
+            os.killpg(process.pid, sig)
+            break
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_dvc_repro_resumes_after_ctrl_c_and_kill(project):
+    """The user's flow: Ctrl-C (SIGINT to the whole process group), then kill -9, then `dvc repro` again."""
+    update_params(project, {"train.resolution": 32, "train.epochs": 8, "train.checkpoint_every": 10})
+    run(["dvc", "repro", "merge", "base_model"], project)  # 13 training images: 104 steps
+
+    interrupted = repro_until_checkpoint(project, beyond=0, sig=signal.SIGINT)
+    assert interrupted.returncode != 0
+    reached = max(complete_checkpoints(project))
+    killed = repro_until_checkpoint(project, beyond=reached, sig=signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    assert f"resuming from {reached:07d}_checkpoint.zip" in killed.stdout
+
+    finished = run(["dvc", "repro", "train"], project)
+    assert "resuming from" in finished.stdout
+    assert max(complete_checkpoints(project)) == 104
+    assert "Data and pipelines are up to date." in run(["dvc", "status", "train"], project).stdout
