@@ -6,7 +6,7 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.setup-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test repro exp plots bench publish clean
+.PHONY: help setup test repro exp plots bench publish standins clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,7 +33,14 @@ plots: $(STAMP) ## Draw loss and metric curves into dvc_plots/index.html
 bench: $(STAMP) ## Measure pipeline overheads and speeds into metrics/bench.json
 	$(PY) tools/bench.py
 
+publish: $(STAMP) ## Publish the best LoRA to Hugging Face and Runware (needs .env; see README)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro publish
+	$(PY) stages/publish.py --push
+
+standins: $(STAMP) ## Run local Hub and Runware stand-ins and print the env to try `make publish` offline
+	$(PY) -m tests.standins
+
 clean: ## Remove generated outputs (never data/raw)
-	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/training models/lora metrics/train dvc_plots
+	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/published metrics/train metrics/eval dvc_plots
 	rm -f metrics/*.json
 	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

@@ -56,6 +56,7 @@ class BaseModelSpec:
     defaults: TrainDefaults
     memory: str
     sampling: SampleDefaults = _REAL_SAMPLING
+    runware_air: str = "runware:400@5"  # the same base model on Runware, for the publish test inference
 
 
 # The project plan's defaults for the real models: 1024 px, 100 epochs, timesteps 25-40 of 40.
@@ -68,7 +69,7 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
         memory="about 16 GB download; 24 GB+ unified memory (32 GB recommended) at 1024 px"),
     "flux2-klein-base-9b": BaseModelSpec(
         "flux2-klein-base-9b", "flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", 8, 24, _REAL_DEFAULTS,
-        memory="about 35 GB download; 48 GB+ unified memory at 1024 px"),
+        memory="about 35 GB download; 48 GB+ unified memory at 1024 px", runware_air="runware:400@3"),
     TINY: BaseModelSpec(
         TINY, TINY, "black-forest-labs/FLUX.2-klein-base-4B", 1, 1,
         TrainDefaults(resolution=64, epochs=2, steps=8, guidance=1.0, timestep_low=0, timestep_high=8,

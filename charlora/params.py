@@ -142,6 +142,40 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class HubParams:
+    repo_id: str | None = field(metadata=_limits(pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*"))
+    private: bool
+    license: str = field(metadata=_limits(pattern=r"[a-z0-9][a-z0-9.+-]*"))
+    tags: list[str]
+
+
+@dataclass(frozen=True)
+class RunwareParams:
+    enabled: bool
+    base_model: str | None = field(metadata=_limits(pattern=r"[a-z0-9_-]+:[A-Za-z0-9_.-]+@[A-Za-z0-9_.-]+"))
+    architecture: str = field(metadata=_limits(pattern=r"auto|[a-z0-9_.-]{2,64}"))
+    air_source: str = field(metadata=_limits(pattern=r"[a-z0-9_-]{1,64}"))
+    model_id: str | None = field(metadata=_limits(pattern=r"[A-Za-z0-9_.-]{1,96}"))
+    private: bool
+    lora_weight: float = field(metadata=_limits(min=-4.0, max=4.0))
+    prompts: list[str] = field(metadata=_limits(min_items=1))
+    width: int = field(metadata=_limits(min=128, max=2048, multiple_of=16))
+    height: int = field(metadata=_limits(min=128, max=2048, multiple_of=16))
+    steps: int = field(metadata=_limits(min=1, max=100))
+    guidance: float = field(metadata=_limits(min=0.0, max=20.0))
+    seed: int = field(metadata=_limits(min=0))
+    timeout_s: float = field(metadata=_limits(min=0.1, max=3600.0))
+
+
+@dataclass(frozen=True)
+class PublishParams:
+    hf: HubParams
+    runware: RunwareParams
+    retries: int = field(metadata=_limits(min=1, max=20))
+    backoff_s: float = field(metadata=_limits(min=0.0, max=120.0))
+
+
+@dataclass(frozen=True)
 class Params:
     character: CharacterParams
     preprocess: PreprocessParams
@@ -151,6 +185,7 @@ class Params:
     tiny_model: TinyModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    publish: PublishParams
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

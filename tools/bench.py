@@ -4,7 +4,8 @@ Works in a temporary copy of the project (your workspace is not touched):
 - train stage against a direct mflux ``TrainingRunner.train`` call on the same config and data:
   wall time and peak RSS, and their ratios (our overhead: validation, fingerprinting, progress, dvclive);
 - seconds per training step of the tiny model at 64 and 128 px;
-- no-op ``dvc repro`` against ``dvc status``;
+- no-op ``dvc repro`` against ``dvc status``; which stages rerun after a train-only param change and after
+  adding one image (and how many images get machine-captioned then);
 - preprocess throughput against a plain PIL loop (open, RGB, LANCZOS resize, PNG) on large JPEGs.
 """
 
@@ -49,7 +50,7 @@ for i, path in enumerate(sorted(src.glob("*.jpg"))):
 def measure(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
     """(wall seconds, peak RSS MB, stdout) of one child process."""
     started = time.perf_counter()
-    process = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(cmd, cwd=cwd, env=tool_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     stdout = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
@@ -89,9 +90,9 @@ def bench_seconds_per_step(project: Path) -> dict:
     source = project / "data/train/bramble"
     small = project / "data/train/bench"
     small.mkdir()
-    for name in ("char_001", "char_002"):
-        for suffix in (".png", ".txt"):
-            shutil.copy2(source / f"{name}{suffix}", small / f"{name}{suffix}")
+    for image in sorted(source.glob("char_*.png"))[:2]:
+        for path in (image, image.with_suffix(".txt")):
+            shutil.copy2(path, small / path.name)
     for resolution in (64, 128):
         update_params(project, {"character.name": "bench", "train.resolution": resolution, "train.epochs": 6})
         measure([sys.executable, "stages/train.py"], project)
@@ -100,13 +101,33 @@ def bench_seconds_per_step(project: Path) -> dict:
 
 
 def bench_dvc(project: Path) -> dict:
-    """No-op `dvc repro` against `dvc status`, once the pipeline is up to date."""
+    """No-op `dvc repro` against `dvc status`, and which stages rerun after a train param change or a new image."""
+    from tests.tiny_florence2 import build_tiny_florence2
+
+    # A tiny local Florence-2 captions images without a caption file (no download); set before the
+    # baseline run so that only the new image below changes what caption sees.
+    florence = build_tiny_florence2(project.parent / "florence2")
+    update_params(project, {"caption.model": str(florence), "caption.max_new_tokens": 12, "caption.num_beams": 1})
     measure(["dvc", "commit", "-f", "train"], project)  # train already ran outside dvc above
     measure(["dvc", "repro"], project)
     repro_wall, _, out = measure(["dvc", "repro"], project)
     status_wall, _, _ = measure(["dvc", "status"], project)
+    # Which stages a train-only param change would rerun (extract and evaluate follow train's new output).
+    update_params(project, {"train.learning_rate": 2.0e-4})
+    _, _, dry = measure(["dvc", "repro", "--dry"], project)
+    update_params(project, {"train.learning_rate": 1.0e-4})
+    # One new image without a caption file: the data stages rerun and only that image is machine-captioned.
+    noise_image(project / "data/raw/zz_new_pose.png", (800, 800), seed=99)
+    _, _, added = measure(["dvc", "repro", "merge"], project)
     return {"noop_repro_s": round(repro_wall, 2), "status_s": round(status_wall, 2),
-            "noop_repro_ran_stages": out.count("Running stage")}
+            "noop_repro_ran_stages": out.count("Running stage"),
+            "train_param_change_reruns": ran_stages(dry),
+            "new_image_reruns": ran_stages(added),
+            "new_image_caption_sources": json.loads((project / "metrics/caption.json").read_text())["sources"]}
+
+
+def ran_stages(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
 
 
 def bench_preprocess(tmp: Path, count: int = 8) -> dict:
