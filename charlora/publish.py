@@ -168,9 +168,12 @@ def publish(params: Params, credentials: Credentials) -> dict[str, Any]:
     runware_on = params.publish.runware.enabled
     needed = ["HF_TOKEN"] + ([] if params.publish.hf.repo_id else ["HF_REPO_ID"]) + (["RUNWARE_API_KEY"] if runware_on else [])
     require(credentials, needed)
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false", "no"):
-        raise PipelineError("HF_HUB_OFFLINE is set, and publishing needs the network; nothing was sent. "
-                            "Unset it for `make publish` (env -u HF_HUB_OFFLINE make publish).")
+    offline = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+               if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")]
+    if offline:  # huggingface_hub refuses every request then
+        raise PipelineError(f"{' and '.join(offline)} set, and publishing needs the network; nothing was sent. "
+                            f"Unset {'it' if len(offline) == 1 else 'them'} for `make publish` "
+                            f"(env -u {' -u '.join(offline)} make publish).")
     if runware_on and params.publish.hf.private:
         raise PipelineError("publish.hf.private is true, but Runware downloads the adapter from the Hub URL without a "
                             "token; nothing was sent. Set publish.hf.private: false, or publish.runware.enabled: false.")

@@ -127,6 +127,35 @@ def trained(tmp_path_factory, project_params, tiny_flux2):
     return params, root, metrics
 
 
+def fast_copy(target: Path, florence: Path) -> Path:
+    """A fresh copy of the project: the shipped sample with a tiny local Florence-2 and small training settings."""
+    project = copy_project(target)
+    update_params(project, {"caption.model": str(florence), "caption.max_new_tokens": 12, "caption.num_beams": 1,
+                            "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1,
+                            "evaluate.max_prompts": 2, "evaluate.image_checkpoints": 1})
+    # Without metadata.jsonl, the 9 sample images that have no .txt beside them need machine captions.
+    (project / "data/raw/metadata.jsonl").unlink()
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fast settings"], project)
+    return project
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory, tiny_florence2) -> tuple[Path, str]:
+    """One `dvc repro` of the whole pipeline in a fresh copy (fast settings): (project, dvc's output).
+
+    Tests that change the project work on their own :func:`clone_project` of it.
+    """
+    project = fast_copy(tmp_path_factory.mktemp("pipeline") / "project", tiny_florence2)
+    return project, run(["dvc", "repro"], project).stdout
+
+
+def clone_project(source: Path, target: Path) -> Path:
+    """A copy of a project folder with its outputs, dvc cache and git history."""
+    shutil.copytree(source, target, symlinks=True)
+    return target
+
+
 @pytest.fixture
 def project(tmp_path) -> Path:
     return copy_project(tmp_path / "project")

@@ -8,29 +8,16 @@ import sys
 import pytest
 
 from charlora.adapters import read_metadata
-from tests.conftest import copy_project, noise_image, run, update_params
+from tests.conftest import clone_project, fast_copy, noise_image, run, update_params
 
 DATA_STAGES = ("preprocess", "caption", "merge")
 
 
-def fast_copy(target, florence):
-    """A fresh copy of the project: the shipped sample with a tiny local Florence-2 and small training settings."""
-    project = copy_project(target)
-    update_params(project, {"caption.model": str(florence), "caption.max_new_tokens": 12, "caption.num_beams": 1,
-                            "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1,
-                            "evaluate.max_prompts": 2, "evaluate.image_checkpoints": 1})
-    # Without metadata.jsonl, the 9 sample images that have no .txt beside them need machine captions.
-    (project / "data/raw/metadata.jsonl").unlink()
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fast settings"], project)
-    return project
-
-
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory, tiny_florence2):
-    """`dvc repro` in a fresh copy: (project, its output, the final adapter's tensors sha256)."""
-    project = fast_copy(tmp_path_factory.mktemp("first") / "project", tiny_florence2)
-    out = run(["dvc", "repro"], project).stdout
+def first_run(tmp_path_factory, pipeline_run):
+    """A private copy of the session's `dvc repro` run: (project, its output, the final adapter's tensors sha256)."""
+    source, out = pipeline_run
+    project = clone_project(source, tmp_path_factory.mktemp("first") / "project")
     return project, out, json.loads((project / "metrics/extract.json").read_text())["final"]["tensors_sha256"]
 
 
@@ -40,7 +27,7 @@ def caption_sources(project):
 
 def test_repro_status_param_change_and_new_image(first_run):
     project, out, _ = first_run
-    for stage in (*DATA_STAGES, "base_model", "train", "extract", "evaluate"):
+    for stage in (*DATA_STAGES, "base_model", "train", "extract", "evaluate", "publish"):
         assert f"Running stage '{stage}'" in out
     assert caption_sources(project) == {"florence2": 9, "user": 5}
     adapter = project / "models/lora/bramble.safetensors"
