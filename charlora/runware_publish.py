@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runware import IImageInference, ILora, IModelSearch, IUploadModelLora, Runware
-from runware.utils import RunwareAPIError
+from runware.utils import BASE_RUNWARE_URLS, Environment, RunwareAPIError
 
 from charlora.errors import PipelineError
 from charlora.fileio import write_bytes_atomic
 from charlora.retry import RetryPolicy
 
 T = TypeVar("T")
-DEFAULT_URL = "wss://ws-api.runware.ai/v1"
+DEFAULT_URL = BASE_RUNWARE_URLS[Environment.PRODUCTION]
 # Values in the SDK's EModelArchitecture enum are all FLUX.1 / SD families: registering a FLUX.2 Klein
 # LoRA under one of them would pair it with the wrong base model.
 FLUX1_AND_SD_ARCHITECTURES = {"flux1d", "flux1s", "flux1kontextdev", "sdxl", "sd1x", "sd1xlcm", "sd3", "sdhyper",

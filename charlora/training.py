@@ -13,7 +13,9 @@ import json
 import os
 import resource
 import shutil
+import signal
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -258,17 +260,32 @@ def observe_steps(callback: Callable[[float], None]) -> Iterator[None]:
         yield
         return
     check = original.__func__
+    state = {"stepping": False, "interrupted": False}
 
     def listening(loss):
         finite = check(loss)
+        state["stepping"] = True
         callback(float(loss) if finite else float("nan"))
+        if state["interrupted"]:
+            raise KeyboardInterrupt
         return finite
 
+    # While steps run, Ctrl-C stops at the next step boundary, here in our code: a KeyboardInterrupt
+    # raised at a random point inside mlx/mflux can land in a finalizer, where Python only prints it
+    # and training goes on. Before the first step (encoding the images), or on a second Ctrl-C, it stops at once.
+    def on_sigint(signum, frame):
+        if state["interrupted"] or not state["stepping"]:
+            raise KeyboardInterrupt
+        state["interrupted"] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
     TrainingTrainer._step_is_finite = staticmethod(listening)
     try:
         yield
     finally:
         TrainingTrainer._step_is_finite = original
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def peak_rss_mb() -> float:
