@@ -99,10 +99,12 @@ class HubPublisher:
                 return []
             try:
                 versions = json.loads(Path(path).read_text(encoding="utf-8"))
-                assert isinstance(versions, list) and all({"version", "sha256"} <= set(v) for v in versions)
-            except (ValueError, AssertionError):
+            except ValueError:
+                versions = None
+            if not isinstance(versions, list) or not all(isinstance(v, dict) and {"version", "sha256"} <= set(v)
+                                                         for v in versions):
                 raise PipelineError(f"{VERSIONS_FILE} in {self.repo_id} is not the list this pipeline writes; fix or "
-                                    f"delete it on the Hub, or publish to another repo (HF_REPO_ID).") from None
+                                    f"delete it on the Hub, or publish to another repo (HF_REPO_ID).")
             return versions
 
     def _commit_holding(self, adapter: UploadFile) -> str:

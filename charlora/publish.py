@@ -25,7 +25,7 @@ from charlora.errors import PipelineError
 from charlora.evaluation import load_prompts
 from charlora.fileio import read_json, sha256_file, write_json
 from charlora.hub import HubPublisher, HubRelease, UploadFile, explain_hub_error, open_hub
-from charlora.params import Params
+from charlora.params import Params, RunwareParams
 from charlora.retry import RetryPolicy, describe
 from charlora.runware_publish import LoraRegistration, RunwareClient
 
@@ -112,7 +112,6 @@ def build_plan(params: Params) -> dict[str, Any]:
     repo_id = params.publish.hf.repo_id or "$HF_REPO_ID"
     files = [release.adapter, *release.samples]
     runware = params.publish.runware
-    pending = "<commit>"
     plan = {
         "dry_run": True,
         "note": "Nothing was sent. `make publish` publishes this (needs HF_TOKEN, HF_REPO_ID"
@@ -126,7 +125,7 @@ def build_plan(params: Params) -> dict[str, Any]:
         "runware": None,
     }
     if runware.enabled:
-        payload = registration(params, release, repo_id, "<version>", f"<endpoint>/{repo_id}/resolve/{pending}/"
+        payload = registration(params, release, repo_id, "<version>", f"<endpoint>/{repo_id}/resolve/<commit>/"
                                f"{release.adapter.path_in_repo}", runware.architecture, None).payload()
         payload["architecture"] = (f"looked up from {release.runware_base} with modelSearch" if runware.architecture == "auto"
                                    else f"{runware.architecture} (checked against {release.runware_base})")
@@ -247,7 +246,7 @@ def _publish_runware(params: Params, credentials: Credentials, release: Release,
     _test_inference(settings, release, air, client, manifest)
 
 
-def _test_inference(settings: Any, release: Release, air: str, client: RunwareClient, manifest: Manifest) -> None:
+def _test_inference(settings: RunwareParams, release: Release, air: str, client: RunwareClient, manifest: Manifest) -> None:
     previous = manifest.previous_inference
     if (previous.get("status") == "done" and previous.get("air") == air
             and all(Path(image["image"]).is_file() for image in previous.get("images", []))):
