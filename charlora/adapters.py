@@ -7,7 +7,6 @@ safetensors header's ``__metadata__``, so the tensors are provably unchanged.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import struct
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from charlora.errors import PipelineError
+from charlora.fileio import utc_now
 
 _HEADER_LENGTH = struct.Struct("<Q")
 
@@ -91,5 +91,5 @@ def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_mo
         "params_sha256": fingerprint["config_sha256"],
         "mflux_version": version("mflux"),
         "mlx_version": mx.__version__,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
+        "created_at": utc_now(),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import os
@@ -11,6 +12,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def utc_now() -> str:
+    """The current UTC time, to the second, in ISO 8601 (for provenance and manifests)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
 
 
 def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:

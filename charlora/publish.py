@@ -8,7 +8,6 @@ happen and a rerun finishes the job.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import time
@@ -23,7 +22,7 @@ from charlora.cli import log
 from charlora.credentials import Credentials, require
 from charlora.errors import PipelineError
 from charlora.evaluation import load_prompts
-from charlora.fileio import read_json, sha256_file, write_json
+from charlora.fileio import read_json, sha256_file, utc_now, write_json
 from charlora.hub import HubPublisher, HubRelease, UploadFile, explain_hub_error, open_hub
 from charlora.params import Params, RunwareParams
 from charlora.retry import RetryPolicy, describe
@@ -141,7 +140,7 @@ class Manifest:
     def __init__(self, path: Path, release: Release) -> None:
         self.path = path
         self.data: dict[str, Any] = {
-            "dry_run": False, "character": release.character, "started_at": _now(),
+            "dry_run": False, "character": release.character, "started_at": utc_now(),
             "adapter": {"file": str(release.adapter.source), "sha256": release.adapter.sha256, "size": release.adapter.size},
             "hf": {"status": "not started"}, "runware": {"status": "not started"},
             "inference": {"status": "not started"}, "timings_s": {}, "error": None,
@@ -209,7 +208,7 @@ def publish(params: Params, credentials: Credentials) -> dict[str, Any]:
         manifest.data["error"] = redact(str(error))
         manifest.save()
         raise PipelineError(f"{redact(str(error))}\nWhat happened so far is in {MANIFEST_FILE}.") from None
-    manifest.data["finished_at"] = _now()
+    manifest.data["finished_at"] = utc_now()
     manifest.save()
     return manifest.data
 
@@ -350,7 +349,3 @@ Sample images (in `samples/`) were generated with mflux at the evaluation settin
 - `samples/`: images from the evaluation, with the prompts in the widget above
 - `versions.json`: every version published here, by sha256
 """
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
