@@ -82,6 +82,8 @@ def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_mo
         "base_model_name": config["model"],
         "trigger_word": trigger,
         "lora_rank": str(targets[0]["rank"]) if targets else "0",
+        # mflux keeps alpha out of the adapter tensors; the exports need it to reproduce the trained delta.
+        "lora_alpha": str(targets[0]["alpha"]) if targets and targets[0].get("alpha") is not None else "null",
         "lora_targets": json.dumps([{"module_path": t["module_path"], "blocks": t.get("blocks")} for t in targets]),
         "steps": str(step),
         "seed": str(config["seed"]),

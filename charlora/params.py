@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from charlora.errors import PipelineError
+from charlora.flux2_layers import DOUBLE_TARGETS, LORA_FORMATS, SINGLE_TARGETS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -90,8 +91,8 @@ class BlockRangeParams:
 class LoraParams:
     rank: int = field(metadata=_limits(min=1, max=256))
     alpha: float | None = field(metadata=_limits(min=0.0))
-    double_targets: list[str] = field(metadata=_limits())
-    single_targets: list[str] = field(metadata=_limits())
+    double_targets: list[str] = field(metadata=_limits(item_choices=DOUBLE_TARGETS))
+    single_targets: list[str] = field(metadata=_limits(item_choices=SINGLE_TARGETS))
     double_blocks: BlockRangeParams = field(metadata=_limits())
     single_blocks: BlockRangeParams = field(metadata=_limits())
 
@@ -165,6 +166,12 @@ class RunwareParams:
     guidance: float = field(metadata=_limits(min=0.0, max=20.0))
     seed: int = field(metadata=_limits(min=0))
     timeout_s: float = field(metadata=_limits(min=0.1, max=3600.0))
+    lora_format: str = field(metadata=_limits(choices=LORA_FORMATS))
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    formats: list[str] = field(metadata=_limits(min_items=1, item_choices=LORA_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,7 @@ class Params:
     tiny_model: TinyModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    export: ExportParams
     publish: PublishParams
 
 
@@ -244,7 +252,8 @@ def _check_value(hint: Any, value: Any, key: str, limits: dict[str, Any], source
             raise PipelineError(f"{source}: '{key}' must be a list, got {value!r}.")
         if len(value) < limits.get("min_items", 0):
             raise PipelineError(f"{source}: '{key}' needs at least {limits['min_items']} item(s).")
-        return [_check_scalar(item_type, item, f"{key}[{i}]", {}, source) for i, item in enumerate(value)]
+        item_limits = {"choices": limits["item_choices"]} if "item_choices" in limits else {}
+        return [_check_scalar(item_type, item, f"{key}[{i}]", item_limits, source) for i, item in enumerate(value)]
     return _check_scalar(hint, value, key, limits, source)
 
 

@@ -23,6 +23,7 @@ from charlora.credentials import Credentials, require
 from charlora.errors import PipelineError
 from charlora.evaluation import load_prompts
 from charlora.fileio import read_json, sha256_file, utc_now, write_json
+from charlora.flux2_layers import USED_BY
 from charlora.hub import HubPublisher, HubRelease, UploadFile, explain_hub_error, open_hub
 from charlora.params import Params, RunwareParams
 from charlora.retry import RetryPolicy, describe
@@ -44,6 +45,7 @@ class Release:
     character: str
     trigger: str
     adapter: UploadFile
+    exports: dict[str, UploadFile]  # format -> the verified export of the adapter (models/export)
     samples: list[UploadFile]
     sample_prompts: dict[str, str]  # path in repo -> prompt
     base_model_repo: str
@@ -55,6 +57,26 @@ class Release:
 
 def _upload_file(source: Path, path_in_repo: str) -> UploadFile:
     return UploadFile(source, path_in_repo, source.stat().st_size, sha256_file(source))
+
+
+def collect_exports(params: Params, best: Path) -> dict[str, UploadFile]:
+    """The verified exports of ``best`` by format, checked against metrics/export.json (the files as verified)."""
+    report_file = layout.METRICS_DIR / "export.json"
+    if not report_file.is_file():
+        raise PipelineError(f"{report_file} is missing. Run the export stage first: dvc repro export.")
+    verified = read_json(report_file).get("best", {})
+    exports = {}
+    for fmt, entry in verified.items():
+        source = Path(entry["file"])
+        if not entry.get("verified") or not source.is_file() or sha256_file(source) != entry["sha256"]:
+            raise PipelineError(f"{source} is missing, changed since it was verified, or failed verification "
+                                f"({report_file}). Run `dvc repro export` again.")
+        exports[fmt] = _upload_file(source, f"{params.character.name}.{fmt}.safetensors")
+    wanted = params.publish.runware.lora_format
+    if params.publish.runware.enabled and wanted != "mflux" and wanted not in exports:
+        raise PipelineError(f"publish.runware.lora_format is {wanted}, but export.formats does not write it "
+                            f"({', '.join(exports) or 'nothing'}). Add {wanted} to export.formats, or pick one of those.")
+    return exports
 
 
 def collect_release(params: Params) -> Release:
@@ -84,7 +106,8 @@ def collect_release(params: Params) -> Release:
                                 f"trigger word. Add {{trigger}} to: {prompt!r}")
         inference_prompts.append(prompt.replace("{trigger}", trigger))
     spec = BASE_MODELS[params.base_model.name]
-    return Release(name, trigger, _upload_file(best, f"{name}.safetensors"), samples, sample_prompts, spec.hf_repo,
+    return Release(name, trigger, _upload_file(best, f"{name}.safetensors"), collect_exports(params, best), samples,
+                   sample_prompts, spec.hf_repo,
                    params.publish.runware.base_model or spec.runware_air, read_metadata(best), evaluation,
                    inference_prompts)
 
@@ -94,12 +117,18 @@ def air_for(params: Params, repo_id: str, version: int | str) -> str:
     return f"{params.publish.runware.air_source}:{model_id}@{version}"
 
 
+def runware_file(params: Params, release: Release) -> UploadFile:
+    """The file Runware downloads: the export in ``publish.runware.lora_format`` (mflux: the adapter itself)."""
+    fmt = params.publish.runware.lora_format
+    return release.adapter if fmt == "mflux" else release.exports[fmt]
+
+
 def registration(params: Params, release: Release, repo_id: str, version: int | str, download_url: str,
                  architecture: str, hero_image_url: str | None) -> LoraRegistration:
     runware = params.publish.runware
     return LoraRegistration(
         air=air_for(params, repo_id, version), architecture=architecture, name=release.character, version=str(version),
-        download_url=download_url, unique_identifier=release.adapter.sha256, trigger=release.trigger,
+        download_url=download_url, unique_identifier=runware_file(params, release).sha256, trigger=release.trigger,
         weight=runware.lora_weight, private=runware.private, tags=list(params.publish.hf.tags),
         description=f"Character LoRA '{release.character}' for FLUX.2 [klein] Base, trained with mflux",
         hero_image_url=hero_image_url)
@@ -109,7 +138,7 @@ def build_plan(params: Params) -> dict[str, Any]:
     """The dry run: what `make publish` would send, computed offline from local files."""
     release = collect_release(params)
     repo_id = params.publish.hf.repo_id or "$HF_REPO_ID"
-    files = [release.adapter, *release.samples]
+    files = [release.adapter, *release.exports.values(), *release.samples]
     runware = params.publish.runware
     plan = {
         "dry_run": True,
@@ -125,7 +154,7 @@ def build_plan(params: Params) -> dict[str, Any]:
     }
     if runware.enabled:
         payload = registration(params, release, repo_id, "<version>", f"<endpoint>/{repo_id}/resolve/<commit>/"
-                               f"{release.adapter.path_in_repo}", runware.architecture, None).payload()
+                               f"{runware_file(params, release).path_in_repo}", runware.architecture, None).payload()
         payload["architecture"] = (f"looked up from {release.runware_base} with modelSearch" if runware.architecture == "auto"
                                    else f"{runware.architecture} (checked against {release.runware_base})")
         plan["runware"] = {"register": payload, "test_inference": {
@@ -186,7 +215,7 @@ def publish(params: Params, credentials: Credentials) -> dict[str, Any]:
         hub = HubPublisher(api, repo_id, retry, _report, redact)
         manifest.update("hf", status="in progress", repo_id=repo_id, private=params.publish.hf.private)
         try:
-            hub_release = hub.release(release.adapter, release.samples,
+            hub_release = hub.release(release.adapter, [*release.exports.values(), *release.samples],
                                       lambda version: model_card(params, release, repo_id, version),
                                       params.publish.hf.private)
         except PipelineError:
@@ -196,7 +225,10 @@ def publish(params: Params, credentials: Credentials) -> dict[str, Any]:
         manifest.update("hf", status="uploaded" if hub_release.uploaded else "already published", version=hub_release.version,
                         commit=hub_release.commit, url=f"{api.endpoint}/{repo_id}/tree/{hub_release.commit}",
                         download_url=hub_release.download_url,
-                        files=[f.path_in_repo for f in (release.adapter, *release.samples)] + ["README.md", "versions.json"])
+                        downloads={fmt: hub_release.file_url(api.endpoint, f.path_in_repo) for fmt, f in
+                                   (("mflux", release.adapter), *release.exports.items())},
+                        files=[f.path_in_repo for f in (release.adapter, *release.exports.values(), *release.samples)]
+                        + ["README.md", "versions.json"])
         manifest.data["timings_s"]["hf"] = round(time.perf_counter() - started, 2)
         _report(f"hub: version {hub_release.version} at {hub_release.download_url}")
         if runware_on:
@@ -224,7 +256,8 @@ def _publish_runware(params: Params, credentials: Credentials, release: Release,
     try:
         architecture = client.resolve_architecture(release.runware_base, settings.architecture)
         hero = release.samples[0].path_in_repo if release.samples else None
-        lora = registration(params, release, hub_release.repo_id, hub_release.version, hub_release.download_url,
+        download_url = hub_release.file_url(endpoint, runware_file(params, release).path_in_repo)
+        lora = registration(params, release, hub_release.repo_id, hub_release.version, download_url,
                             architecture, hub_release.file_url(endpoint, hero) if hero else None)
         if client.find_model(air) is not None:
             _report(f"runware: {air} is already registered; nothing registered")
@@ -287,6 +320,8 @@ def model_card(params: Params, release: Release, repo_id: str, version: int) -> 
                         ("best_step", "best_score", "identity", "prompt_fit", "leakage", "diversity", "best_val_loss",
                          "base_val_loss") if key in evaluation)
     file_name = release.adapter.path_in_repo
+    files = "\n".join([f"- `{file_name}`: mflux keys (sha256 `{release.adapter.sha256}`)"] + [
+        f"- `{f.path_in_repo}`: {USED_BY[fmt]} (sha256 `{f.sha256}`)" for fmt, f in release.exports.items()])
     # The tiny embedded model stands in for Klein 4B Base (its LoRA only makes sense for trying the flow).
     mflux_model = params.base_model.name if params.base_model.name.startswith("flux2-klein-base") else "flux2-klein-base-4b"
     targets = ", ".join(t["module_path"] for t in json.loads(meta.get("lora_targets", "[]")))
@@ -312,11 +347,7 @@ mflux-generate-flux2 --model {mflux_model} \\
   --prompt "{release.trigger}, standing on a hill at sunrise"
 ```
 
-### Other tools
-
-`{file_name}` uses mflux's key names (`transformer.transformer_blocks.N.attn.to_q.lora_A.weight`, ...).
-diffusers and ComfyUI name some FLUX.2 layers differently (diffusers: `attn.to_out.0`), so load this
-file with mflux; other formats are not part of this version.
+{_format_usage(params, release, repo_id, version)}
 
 ## Training
 
@@ -345,7 +376,46 @@ Sample images (in `samples/`) were generated with mflux at the evaluation settin
 
 ## Files
 
-- `{file_name}`: the LoRA (sha256 `{release.adapter.sha256}`)
+{files}
 - `samples/`: images from the evaluation, with the prompts in the widget above
 - `versions.json`: every version published here, by sha256
+
+Every file except the mflux original was converted by the pipeline's export stage and checked before upload:
+each layer's weight delta (scale x B x A) equals the original's, and diffusers' own FLUX.2 LoRA loader applied
+every layer of the diffusers, ComfyUI and kohya files.
 """
+
+
+def _format_usage(params: Params, release: Release, repo_id: str, version: int) -> str:
+    """Model card usage sections for the exported formats (mflux is shown above them)."""
+    name, weight, trigger = release.character, params.publish.runware.lora_weight, release.trigger
+    sections = []
+    if "diffusers" in release.exports:
+        sections.append(f"""### diffusers
+
+```python
+import torch
+from diffusers import Flux2KleinPipeline
+
+pipe = Flux2KleinPipeline.from_pretrained("{release.base_model_repo}", torch_dtype=torch.bfloat16).to("cuda")
+pipe.load_lora_weights("{repo_id}", weight_name="{release.exports['diffusers'].path_in_repo}", adapter_name="{name}")
+pipe.set_adapters(["{name}"], adapter_weights=[{weight}])
+image = pipe("{trigger}, standing on a hill at sunrise", num_inference_steps=50, guidance_scale=4.0).images[0]
+```""")
+    if "comfyui" in release.exports:
+        sections.append(f"""### ComfyUI (and other tools that read BFL keys)
+
+Put `{release.exports['comfyui'].path_in_repo}` in `ComfyUI/models/loras/` and add a **LoraLoaderModelOnly** node
+after the FLUX.2 [klein] Base model loader, strength {weight}. Start the prompt with `{trigger}`.""")
+    if "kohya" in release.exports:
+        sections.append(f"""### kohya-style tools
+
+`{release.exports['kohya'].path_in_repo}` uses `lora_unet_*` keys with `lora_down`/`lora_up` and `alpha`, for tools
+that expect kohya sd-scripts files.""")
+    if params.publish.runware.enabled:
+        sections.append(f"""### Runware
+
+Registered from `{runware_file(params, release).path_in_repo}` as `{air_for(params, repo_id, version)}`
+(private to its owner's organisation unless made public there). Use it in an `imageInference` task on
+`{release.runware_base}` with `"lora": [{{"model": "{air_for(params, repo_id, version)}", "weight": {weight}}}]`.""")
+    return "\n\n".join(sections)

@@ -1,0 +1,163 @@
+"""export: an adapter in the formats other tools load, each file verified before it is kept.
+
+For every format: convert (:mod:`charlora.lora_formats`), write, read the written file back and
+compare every layer's delta with the original, then load it with diffusers' FLUX.2 LoRA loader
+(:mod:`charlora.lora_verify`). A file that fails a check is deleted and the run fails, so
+``models/export`` only ever holds verified files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from charlora.base_models import BASE_MODELS, TINY
+from charlora.errors import PipelineError
+from charlora.flux2_layers import USED_BY
+from charlora.fileio import sha256_file
+from charlora.lora_formats import Lora, normalise_format, read_lora, write_lora
+from charlora.lora_verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers, transformer_geometry
+from charlora.params import TinyModelParams
+
+EXPORT_DIR = Path("models/export")
+# Formats diffusers' FLUX.2 loader reads (mflux keys are not among them: `attn.to_out` vs `attn.to_out.0`).
+DIFFUSERS_LOADABLE = ("diffusers", "comfyui", "kohya")
+
+
+@dataclass
+class ExportedFile:
+    source: Path
+    format: str
+    path: Path
+    delta: DeltaCheck
+    diffusers: DiffusersCheck | None
+    sha256: str = ""
+    size: int = 0
+
+    @property
+    def verified(self) -> bool:
+        return self.delta.ok and (self.diffusers is None or self.diffusers.ok)
+
+    def summary(self) -> dict[str, Any]:
+        """One row of metrics/export.json (flat numbers, so `dvc metrics show` and `dvc exp show` list them)."""
+        row: dict[str, Any] = {"file": str(self.path), "sha256": self.sha256, "size": self.size, "keys": self.delta.keys,
+                               "layers": self.delta.layers, "max_delta_error": self.delta.max_abs_error,
+                               "max_abs_delta": self.delta.max_abs_delta, "delta_ok": self.delta.ok,
+                               "loaded_by_diffusers": None if self.diffusers is None else self.diffusers.ok,
+                               "verified": self.verified}
+        if self.diffusers is not None:
+            row["diffusers"] = self.diffusers.as_dict()
+        return row
+
+
+def base_geometry(base_model: str, tiny: TinyModelParams) -> dict[str, Any]:
+    """The transformer geometry of ``base_model`` (the tiny model's from its params)."""
+    if base_model == TINY:
+        from charlora.tiny_model import register_tiny_model
+
+        register_tiny_model(tiny)
+    if base_model not in BASE_MODELS:
+        raise PipelineError(f"base model '{base_model}' is not known. Use one of: {', '.join(BASE_MODELS)}.")
+    return transformer_geometry(BASE_MODELS[base_model].mflux_name)
+
+
+def layer_shape(path: str, geometry: dict[str, Any]) -> tuple[int, int]:
+    """(out, in) features of a transformer block layer in a model of ``geometry``."""
+    hidden = geometry["num_attention_heads"] * geometry["attention_head_dim"]
+    mlp = int(hidden * geometry["mlp_ratio"])
+    name = path.split(".", 2)[2]
+    if path.startswith("single_transformer_blocks."):
+        return {"attn.to_qkv_mlp_proj": (3 * hidden + 2 * mlp, hidden), "attn.to_out": (hidden, hidden + mlp)}[name]
+    return {"ff.linear_in": (2 * mlp, hidden), "ff.linear_out": (hidden, mlp), "ff_context.linear_in": (2 * mlp, hidden),
+            "ff_context.linear_out": (hidden, mlp)}.get(name, (hidden, hidden))
+
+
+def mismatches(lora: Lora, geometry: dict[str, Any]) -> list[str]:
+    """Layers of ``lora`` that a model of ``geometry`` does not have, or has with another shape."""
+    problems = []
+    blocks = {"transformer_blocks": geometry["num_layers"], "single_transformer_blocks": geometry["num_single_layers"]}
+    for path, layer in lora.layers.items():
+        kind, index = path.split(".")[:2]
+        if int(index) >= blocks[kind]:
+            problems.append(f"{path} (the model has {blocks[kind]} {kind})")
+        elif (int(layer.up.shape[0]), int(layer.down.shape[1])) != layer_shape(path, geometry):
+            problems.append(f"{path} is {tuple(layer.up.shape[:1]) + tuple(layer.down.shape[1:])}, "
+                            f"the model's is {layer_shape(path, geometry)}")
+    return problems
+
+
+def guess_base_model(lora: Lora, tiny: TinyModelParams, source: Path) -> str:
+    """The base model whose layers ``lora`` fits (for adapters from elsewhere)."""
+    for name in BASE_MODELS:
+        if not mismatches(lora, base_geometry(name, tiny)):
+            return name
+    raise PipelineError(f"{source}: fits none of the known FLUX.2 Klein base models ({', '.join(BASE_MODELS)}): "
+                        f"{mismatches(lora, base_geometry(next(iter(BASE_MODELS)), tiny))[:2]}. "
+                        "Is it a FLUX.2 Klein LoRA?")
+
+
+def export_adapter(source: Path, out_dir: Path, stem: str, formats: list[str], geometry: dict[str, Any],
+                   report: Callable[[str], None]) -> list[ExportedFile]:
+    """Write ``source`` in each of ``formats`` to ``out_dir/<stem>.<format>.safetensors`` and verify each file."""
+    original = read_lora(source)
+    problems = mismatches(original, geometry)
+    if problems:
+        raise PipelineError(f"{source} does not fit the base model's layers: {'; '.join(problems[:3])}"
+                            f"{f' and {len(problems) - 3} more' if len(problems) > 3 else ''}. Was it trained on another "
+                            "base model? Set base_model.name (or BASE= for make export) to the model it was trained on.")
+    results = []
+    for fmt in [normalise_format(f) for f in formats]:
+        path = out_dir / f"{stem}.{fmt}.safetensors"
+        tensors = write_lora(original, fmt, path)
+        written = read_written(path)
+        if set(written) != set(tensors):
+            raise PipelineError(f"{path}: the file does not hold the tensors just written; is the disk full?")
+        delta = check_deltas(original, written, fmt, str(path))
+        diffusers = check_with_diffusers(path, original, geometry) if fmt in DIFFUSERS_LOADABLE else None
+        result = ExportedFile(source, fmt, path, delta, diffusers, sha256_file(path), path.stat().st_size)
+        results.append(result)
+        loaded = "" if diffusers is None else f", diffusers: {'loaded, all layers match' if diffusers.ok else 'FAILED'}"
+        report(f"{path}: {fmt}, {delta.keys} keys, max delta error {delta.max_abs_error:.2e}{loaded}")
+        if not result.verified:
+            path.unlink()
+    return results
+
+
+def read_written(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def failures(results: list[ExportedFile]) -> list[str]:
+    """What went wrong with each unverified file, in words."""
+    messages = []
+    for result in results:
+        if result.verified:
+            continue
+        reasons = []
+        if not result.delta.ok:
+            reasons.append(f"its deltas differ from the original by up to {result.delta.max_abs_error:.3g}")
+        check = result.diffusers
+        if check is not None and not check.ok:
+            if not check.loaded:
+                reasons.append(f"diffusers could not load it ({check.error})")
+            for label, values in (("layers missing", check.missing), ("unexpected layers", check.unexpected),
+                                  ("loader warnings", check.warnings)):
+                if values:
+                    reasons.append(f"{label} in diffusers: {values[:3]}")
+            if check.loaded and not (check.missing or check.unexpected or check.warnings):
+                reasons.append(f"diffusers applied different deltas (max error {check.max_abs_error}, output change "
+                               f"{check.output_change}, output error {check.output_error})")
+        messages.append(f"{result.format} export of {result.source}: " + "; ".join(reasons))
+    return messages
+
+
+def report_for(results: dict[str, list[ExportedFile]]) -> dict[str, Any]:
+    """metrics/export.json: per adapter and format, keys, max delta error and whether diffusers loaded it."""
+    report: dict[str, Any] = {role: {r.format: r.summary() for r in files} for role, files in results.items()}
+    report["all_verified"] = all(r.verified for files in results.values() for r in files)
+    report["used_by"] = {fmt: USED_BY[fmt] for fmt in sorted({r.format for files in results.values() for r in files})}
+    return report
