@@ -6,7 +6,7 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.setup-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test repro exp plots bench publish standins clean
+.PHONY: help setup test repro exp plots bench export publish standins clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -33,6 +33,14 @@ plots: $(STAMP) ## Draw loss and metric curves into dvc_plots/index.html
 bench: $(STAMP) ## Measure pipeline overheads and speeds into metrics/bench.json
 	$(PY) tools/bench.py
 
+# LORA=path converts any FLUX.2 Klein LoRA; FORMATS=comfyui,diffusers (default: all but its own), BASE=auto, OUT=exports.
+export: $(STAMP) ## Export the LoRA to diffusers/ComfyUI/kohya, verified (LORA=file converts one from elsewhere)
+ifdef LORA
+	$(PY) stages/export.py --lora "$(LORA)" --base-model "$(or $(BASE),auto)" --out-dir "$(or $(OUT),exports)" $(if $(FORMATS),--formats "$(FORMATS)")
+else
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro export
+endif
+
 publish: $(STAMP) ## Publish the best LoRA to Hugging Face and Runware (needs .env; see README)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro publish
 	$(PY) stages/publish.py --push
@@ -41,6 +49,6 @@ standins: $(STAMP) ## Run local Hub and Runware stand-ins and print the env to t
 	$(PY) -m tests.standins
 
 clean: ## Remove generated outputs (never data/raw)
-	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/published metrics/train metrics/eval dvc_plots
+	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published metrics/train metrics/eval dvc_plots
 	rm -f metrics/*.json
 	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

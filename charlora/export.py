@@ -35,6 +35,7 @@ class ExportedFile:
     diffusers: DiffusersCheck | None
     sha256: str = ""
     size: int = 0
+    source_sha256: str = ""
 
     @property
     def verified(self) -> bool:
@@ -42,7 +43,8 @@ class ExportedFile:
 
     def summary(self) -> dict[str, Any]:
         """One row of metrics/export.json (flat numbers, so `dvc metrics show` and `dvc exp show` list them)."""
-        row: dict[str, Any] = {"file": str(self.path), "sha256": self.sha256, "size": self.size, "keys": self.delta.keys,
+        row: dict[str, Any] = {"file": str(self.path), "sha256": self.sha256, "size": self.size,
+                               "source": str(self.source), "source_sha256": self.source_sha256, "keys": self.delta.keys,
                                "layers": self.delta.layers, "max_delta_error": self.delta.max_abs_error,
                                "max_abs_delta": self.delta.max_abs_delta, "delta_ok": self.delta.ok,
                                "loaded_by_diffusers": None if self.diffusers is None else self.diffusers.ok,
@@ -108,6 +110,7 @@ def export_adapter(source: Path, out_dir: Path, stem: str, formats: list[str], g
                             f"{f' and {len(problems) - 3} more' if len(problems) > 3 else ''}. Was it trained on another "
                             "base model? Set base_model.name (or BASE= for make export) to the model it was trained on.")
     results = []
+    source_sha256 = sha256_file(source)
     for fmt in [normalise_format(f) for f in formats]:
         path = out_dir / f"{stem}.{fmt}.safetensors"
         tensors = write_lora(original, fmt, path)
@@ -116,7 +119,7 @@ def export_adapter(source: Path, out_dir: Path, stem: str, formats: list[str], g
             raise PipelineError(f"{path}: the file does not hold the tensors just written; is the disk full?")
         delta = check_deltas(original, written, fmt, str(path))
         diffusers = check_with_diffusers(path, original, geometry) if fmt in DIFFUSERS_LOADABLE else None
-        result = ExportedFile(source, fmt, path, delta, diffusers, sha256_file(path), path.stat().st_size)
+        result = ExportedFile(source, fmt, path, delta, diffusers, sha256_file(path), path.stat().st_size, source_sha256)
         results.append(result)
         loaded = "" if diffusers is None else f", diffusers: {'loaded, all layers match' if diffusers.ok else 'FAILED'}"
         report(f"{path}: {fmt}, {delta.keys} keys, max delta error {delta.max_abs_error:.2e}{loaded}")

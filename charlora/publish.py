@@ -65,8 +65,12 @@ def collect_exports(params: Params, best: Path) -> dict[str, UploadFile]:
     if not report_file.is_file():
         raise PipelineError(f"{report_file} is missing. Run the export stage first: dvc repro export.")
     verified = read_json(report_file).get("best", {})
+    best_sha256 = sha256_file(best)
     exports = {}
     for fmt, entry in verified.items():
+        if entry.get("source_sha256") != best_sha256:
+            raise PipelineError(f"the exports in {report_file} were made from another {best} than the one there now. "
+                                "Run `dvc repro export` (or `make publish`, which runs it) and publish again.")
         source = Path(entry["file"])
         if not entry.get("verified") or not source.is_file() or sha256_file(source) != entry["sha256"]:
             raise PipelineError(f"{source} is missing, changed since it was verified, or failed verification "

@@ -42,6 +42,11 @@ def test_project_params_load():
     ("character.name", "My Char", "'character.name' is 'My Char'"),
     ("merge.preview_prompts", [], "'merge.preview_prompts' needs at least 1 item"),
     ("train.lora.double_blocks.start", -1, "'train.lora.double_blocks.start' is -1"),
+    ("train.lora.double_targets", ["attn.to_q", "attn.qkv"], "'train.lora.double_targets[1]' is 'attn.qkv'; allowed values: attn.to_q, attn.to_k"),
+    ("train.lora.single_targets", ["attn.to_q"], "'train.lora.single_targets[0]' is 'attn.to_q'; allowed values: attn.to_qkv_mlp_proj, attn.to_out"),
+    ("export.formats", ["diffusers", "onnx"], "'export.formats[1]' is 'onnx'; allowed values: mflux, diffusers, comfyui, kohya"),
+    ("export.formats", [], "'export.formats' needs at least 1 item"),
+    ("publish.runware.lora_format", "bfl", "'publish.runware.lora_format' is 'bfl'; allowed values: mflux, diffusers"),
 ])
 def test_bad_values_name_the_key(dotted, value, expected):
     with pytest.raises(PipelineError, match=expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.").replace("[", r"\[")):

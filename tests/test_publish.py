@@ -71,6 +71,10 @@ def best_adapter(project) -> bytes:
     return (project / "models/lora/bramble-best.safetensors").read_bytes()
 
 
+def export_file(project, fmt) -> bytes:
+    return (project / f"models/export/bramble-best.{fmt}.safetensors").read_bytes()
+
+
 def test_dvc_repro_writes_a_dry_run_plan_and_opens_no_connection(project, services):
     hub, runware = services
     plan = json.loads((project / "metrics/publish_plan.json").read_text())
@@ -80,7 +84,11 @@ def test_dvc_repro_writes_a_dry_run_plan_and_opens_no_connection(project, servic
     assert files["bramble.safetensors"]["sha256"] == sha and files["bramble.safetensors"]["size"] == len(best_adapter(project))
     assert any(path.startswith("samples/") for path in files) and "README.md" in files
     register = plan["runware"]["register"]
-    assert register["uniqueIdentifier"] == sha and register["category"] == "lora" and register["private"] is True
+    assert {"bramble.diffusers.safetensors", "bramble.comfyui.safetensors", "bramble.kohya.safetensors"} <= set(files)
+    # Runware gets the ComfyUI/BFL export (publish.runware.lora_format), identified by that file's sha256.
+    comfyui_sha = hashlib.sha256(export_file(project, "comfyui")).hexdigest()
+    assert register["downloadURL"].endswith("/bramble.comfyui.safetensors")
+    assert register["uniqueIdentifier"] == comfyui_sha and register["category"] == "lora" and register["private"] is True
     assert register["positiveTriggerWords"] == "brmbl" and "apiKey" not in json.dumps(plan)
     assert plan["runware"]["test_inference"]["model"] == "runware:400@5"
 
@@ -124,10 +132,13 @@ def test_make_publish_round_trip_then_rerun_sends_nothing_new(project, services)
     assert header["license"] == "apache-2.0" and "lora" in header["tags"]
     assert header["widget"] and all(w["output"]["url"] in repo.files and w["text"].startswith("brmbl") for w in header["widget"])
     assert "mflux-generate-flux2" in card and "| identity |" in card and sha in card
+    for fmt in ("diffusers", "comfyui", "kohya"):
+        assert repo.files[f"bramble.{fmt}.safetensors"] == export_file(project, fmt)
+    assert 'weight_name="bramble.diffusers.safetensors"' in card and "LoraLoaderModelOnly" in card and AIR_V1 in card
     assert json.loads(repo.files["versions.json"]) == [{"version": 1, "sha256": sha, "file": "bramble.safetensors"}]
 
     lora = runware.models[AIR_V1]
-    assert lora.unique_identifier == sha and lora.architecture == runware.models["runware:400@5"].architecture
+    assert lora.unique_identifier == hashlib.sha256(export_file(project, "comfyui")).hexdigest() and lora.architecture == runware.models["runware:400@5"].architecture
     assert lora.private is True and lora.positive_trigger_words == "brmbl" and lora.category == "lora"
     inferences = runware.tasks_of("imageInference")
     assert len(inferences) == 3
@@ -140,7 +151,8 @@ def test_make_publish_round_trip_then_rerun_sends_nothing_new(project, services)
     assert record["hf"]["status"] == "uploaded" and record["hf"]["commit"] == commit
     assert record["hf"]["download_url"] == f"{hub.url}/{REPO}/resolve/{commit}/bramble.safetensors"
     assert record["runware"]["status"] == "registered" and record["runware"]["air"] == AIR_V1
-    assert record["runware"]["payload"]["downloadURL"] == record["hf"]["download_url"]
+    assert record["hf"]["downloads"]["comfyui"] == f"{hub.url}/{REPO}/resolve/{commit}/bramble.comfyui.safetensors"
+    assert record["runware"]["payload"]["downloadURL"] == record["hf"]["downloads"]["comfyui"]
     assert record["inference"]["status"] == "done" and record["error"] is None
     images = [project / image["image"] for image in record["inference"]["images"]]
     assert len(images) == 3 and all(path.read_bytes().startswith(b"\x89PNG") for path in images)
@@ -164,6 +176,9 @@ def test_a_new_adapter_publishes_as_the_next_version_and_old_urls_stay_pinned(pr
     other = sorted((project / "models/lora/checkpoints").glob("*.safetensors"))[0].read_bytes()
     assert other != best_adapter(project)
     (project / "models/lora/bramble-best.safetensors").write_bytes(other)
+    stale = push(project, env)
+    assert stale.returncode == 1 and "dvc repro export" in stale.stderr  # exports of the old adapter are refused
+    run([sys.executable, "stages/export.py"], project)
     result = push(project, env)
     assert result.returncode == 0, result.stderr[-3000:]
     second = manifest(project)

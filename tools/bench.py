@@ -6,7 +6,9 @@ Works in a temporary copy of the project (your workspace is not touched):
 - seconds per training step of the tiny model at 64 and 128 px;
 - no-op ``dvc repro`` against ``dvc status``; which stages rerun after a train-only param change and after
   adding one image (and how many images get machine-captioned then);
-- preprocess throughput against a plain PIL loop (open, RGB, LANCZOS resize, PNG) on large JPEGs.
+- preprocess throughput against a plain PIL loop (open, RGB, LANCZOS resize, PNG) on large JPEGs;
+- the export stage on the tiny model, and the export checks of a rank-16 LoRA on every block layer of the
+  real FLUX.2 Klein 4B geometry (conversion, delta check, diffusers load without base weights).
 """
 
 from __future__ import annotations
@@ -44,6 +46,30 @@ for i, path in enumerate(sorted(src.glob("*.jpg"))):
         image = image.convert("RGB")
         scale = size / max(image.size)
         image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS).save(out / f"{i}.png")
+"""
+
+
+REAL_EXPORT = """
+import sys, time, torch
+from pathlib import Path
+from charlora.export import base_geometry, export_adapter, layer_shape
+from charlora.flux2_layers import DOUBLE_TARGETS, SINGLE_TARGETS
+from charlora.lora_formats import Lora, LoraLayer, write_lora
+from charlora.params import load_params
+geometry = base_geometry("flux2-klein-base-4b", load_params().tiny_model)
+generator = torch.Generator().manual_seed(0)
+paths = [f"transformer_blocks.{b}.{t}" for b in range(geometry["num_layers"]) for t in DOUBLE_TARGETS]
+paths += [f"single_transformer_blocks.{b}.{t}" for b in range(geometry["num_single_layers"]) for t in SINGLE_TARGETS]
+layers = {}
+for path in paths:
+    out, inp = layer_shape(path, geometry)
+    layers[path] = LoraLayer(torch.randn(16, inp, generator=generator) * 0.01, torch.randn(out, 16, generator=generator) * 0.01)
+source = Path(sys.argv[1]) / "real.safetensors"
+write_lora(Lora(layers, {}, "mflux"), "mflux", source)
+started = time.perf_counter()
+results = export_adapter(source, Path(sys.argv[1]), "real", ["diffusers", "comfyui", "kohya"], geometry, print)
+assert all(r.verified for r in results), [r.summary() for r in results]
+print("EXPORT_S", time.perf_counter() - started, "MB", source.stat().st_size / 1e6)
 """
 
 
@@ -145,6 +171,17 @@ def bench_preprocess(tmp: Path, count: int = 8) -> dict:
             "speedup": round(plain / ours, 2), "cores": os.cpu_count()}
 
 
+def bench_export(project: Path, tmp: Path) -> dict:
+    """The export stage on the tiny model, and the three exports of a real-geometry LoRA with all checks."""
+    stage_wall, stage_peak, _ = measure([sys.executable, "stages/export.py"], project)
+    (tmp / "real_export").mkdir()
+    wall, peak, out = measure([sys.executable, "-c", REAL_EXPORT, str(tmp / "real_export")], ROOT)
+    _, export_s, _, size_mb = next(line for line in out.splitlines() if line.startswith("EXPORT_S")).split()
+    return {"tiny_stage_s": round(stage_wall, 2), "tiny_stage_peak_rss_mb": round(stage_peak, 1),
+            "real_4b_rank16_lora_mb": round(float(size_mb), 1), "real_4b_three_formats_verified_s": round(float(export_s), 2),
+            "real_4b_process_s": round(wall, 2), "real_4b_peak_rss_mb": round(peak, 1)}
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -157,13 +194,15 @@ def main() -> None:
         train["tiny_seconds_per_step"] = bench_seconds_per_step(project)
         print("bench: preprocess vs a plain PIL loop ...", flush=True)
         prep = bench_preprocess(tmp)
+        print("bench: export (tiny stage, real 4B geometry) ...", flush=True)
+        export = bench_export(project, tmp)
     import mlx.core as mx
 
     results = {"machine": {"platform": sys.platform, "cores": os.cpu_count(), "mlx_device": str(mx.default_device())},
-               "train": train, "dvc": dvc, "preprocess": prep}
+               "train": train, "dvc": dvc, "preprocess": prep, "export": export}
     out = ROOT / "metrics/bench.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
-    rows = [(f"{section}.{key}", value) for section in ("train", "dvc", "preprocess")
+    rows = [(f"{section}.{key}", value) for section in ("train", "dvc", "preprocess", "export")
             for key, value in results[section].items()]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
