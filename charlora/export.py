@@ -21,7 +21,6 @@ from charlora.lora_formats import Lora, normalise_format, read_lora, write_lora
 from charlora.lora_verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers, transformer_geometry
 from charlora.params import TinyModelParams
 
-EXPORT_DIR = Path("models/export")
 # Formats diffusers' FLUX.2 loader reads (mflux keys are not among them: `attn.to_out` vs `attn.to_out.0`).
 DIFFUSERS_LOADABLE = ("diffusers", "comfyui", "kohya")
 
@@ -42,7 +41,7 @@ class ExportedFile:
         return self.delta.ok and (self.diffusers is None or self.diffusers.ok)
 
     def summary(self) -> dict[str, Any]:
-        """One row of metrics/export.json (flat numbers, so `dvc metrics show` and `dvc exp show` list them)."""
+        """One entry of models/export/report.json: the file, its source and every check's details."""
         row: dict[str, Any] = {"file": str(self.path), "sha256": self.sha256, "size": self.size,
                                "source": str(self.source), "source_sha256": self.source_sha256, "keys": self.delta.keys,
                                "layers": self.delta.layers, "max_delta_error": self.delta.max_abs_error,
@@ -158,8 +157,19 @@ def failures(results: list[ExportedFile]) -> list[str]:
     return messages
 
 
+def metrics_for(results: dict[str, list[ExportedFile]]) -> dict[str, Any]:
+    """metrics/export.json: the numbers `dvc exp show` lists, per adapter and format."""
+    metrics: dict[str, Any] = {role: {r.format: {"keys": r.delta.keys, "layers": r.delta.layers,
+                                                 "max_delta_error": r.delta.max_abs_error,
+                                                 "loaded_by_diffusers": None if r.diffusers is None else r.diffusers.ok,
+                                                 "verified": r.verified} for r in files}
+                               for role, files in results.items()}
+    metrics["all_verified"] = all(r.verified for files in results.values() for r in files)
+    return metrics
+
+
 def report_for(results: dict[str, list[ExportedFile]]) -> dict[str, Any]:
-    """metrics/export.json: per adapter and format, keys, max delta error and whether diffusers loaded it."""
+    """The full report (models/export/report.json): files, sha256, sources and every check's details."""
     report: dict[str, Any] = {role: {r.format: r.summary() for r in files} for role, files in results.items()}
     report["all_verified"] = all(r.verified for files in results.values() for r in files)
     report["used_by"] = {fmt: USED_BY[fmt] for fmt in sorted({r.format for files in results.values() for r in files})}

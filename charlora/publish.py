@@ -60,8 +60,8 @@ def _upload_file(source: Path, path_in_repo: str) -> UploadFile:
 
 
 def collect_exports(params: Params, best: Path) -> dict[str, UploadFile]:
-    """The verified exports of ``best`` by format, checked against metrics/export.json (the files as verified)."""
-    report_file = layout.METRICS_DIR / "export.json"
+    """The verified exports of ``best`` by format, checked against the export report (the files as verified)."""
+    report_file = layout.EXPORT_DIR / layout.EXPORT_REPORT_NAME
     if not report_file.is_file():
         raise PipelineError(f"{report_file} is missing. Run the export stage first: dvc repro export.")
     verified = read_json(report_file).get("best", {})

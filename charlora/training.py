@@ -29,13 +29,6 @@ from charlora.fileio import read_json, sha256_json, sha256_tree, write_json, wri
 from charlora.images import IMAGE_SUFFIXES
 from charlora.params import Params
 
-# Module paths inside the FLUX.2 transformer that a LoRA may target (mflux names).
-DOUBLE_BLOCK_TARGETS = (
-    "attn.to_q", "attn.to_k", "attn.to_v", "attn.to_out",
-    "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj", "attn.to_add_out",
-    "ff.linear_in", "ff.linear_out", "ff_context.linear_in", "ff_context.linear_out",
-)
-SINGLE_BLOCK_TARGETS = ("attn.to_qkv_mlp_proj", "attn.to_out")
 RUN_SUBDIR = "run"  # mflux's checkpoint.output_path inside the training folder
 
 
@@ -88,12 +81,8 @@ def resolve_settings(params: Params, model: BaseModelSpec) -> TrainSettings:
         raise PipelineError(f"params.yaml: 'train.timestep_high' is {high}; it must be at most train.steps ({steps}).")
     if low >= high:
         raise PipelineError(f"params.yaml: 'train.timestep_low' ({low}) must be below train.timestep_high ({high}).")
-    for key, targets, allowed in (("double_targets", lora.double_targets, DOUBLE_BLOCK_TARGETS),
-                                  ("single_targets", lora.single_targets, SINGLE_BLOCK_TARGETS)):
-        for target in targets:
-            if target not in allowed:
-                raise PipelineError(f"params.yaml: 'train.lora.{key}' has '{target}', which is not a layer of "
-                                    f"FLUX.2 Klein's blocks. Allowed: {', '.join(allowed)}.")
+    # Each target is one of charlora.flux2_layers' block layers (checked when params.yaml is read).
+    for key, targets in (("double_targets", lora.double_targets), ("single_targets", lora.single_targets)):
         if len(set(targets)) != len(targets):
             raise PipelineError(f"params.yaml: 'train.lora.{key}' lists a target twice.")
     if not lora.double_targets and not lora.single_targets:

@@ -12,7 +12,7 @@ from pathlib import Path
 from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.errors import PipelineError
-from charlora.export import EXPORT_DIR, base_geometry, export_adapter, failures, guess_base_model, report_for
+from charlora.export import base_geometry, export_adapter, failures, guess_base_model, metrics_for, report_for
 from charlora.fileio import staged_dir, write_json
 from charlora.lora_formats import FORMATS, normalise_format, read_lora
 from charlora.params import load_params
@@ -31,14 +31,16 @@ def export_pipeline_adapters() -> None:
         if not source.is_file():
             raise PipelineError(f"{source} is missing. Run the pipeline up to evaluate first: dvc repro evaluate.")
     results = {}
-    with staged_dir(EXPORT_DIR) as staging:
+    with staged_dir(layout.EXPORT_DIR) as staging:
         for role, source in sources.items():
             results[role] = export_adapter(source, staging, source.stem, params.export.formats, geometry,
-                                           lambda message: _report(message.replace(str(staging), str(EXPORT_DIR))))
+                                           lambda message: _report(message.replace(str(staging), str(layout.EXPORT_DIR))))
             for result in results[role]:  # the report names the files where they end up
-                result.path = EXPORT_DIR / result.path.name
-        _finish(results, layout.METRICS_DIR / "export.json")
-    log("export", f"{sum(len(r) for r in results.values())} verified files in {EXPORT_DIR}; report: metrics/export.json")
+                result.path = layout.EXPORT_DIR / result.path.name
+        write_json(layout.METRICS_DIR / "export.json", metrics_for(results))
+        _finish(results, staging / layout.EXPORT_REPORT_NAME)
+    log("export", f"{sum(len(r) for r in results.values())} verified files in {layout.EXPORT_DIR}; "
+                  f"report: {layout.EXPORT_DIR / layout.EXPORT_REPORT_NAME}, metrics: metrics/export.json")
 
 
 def export_any(lora: Path, formats: str | None, base: str, out_dir: Path) -> None:
@@ -60,7 +62,7 @@ def _finish(results: dict, report_path: Path) -> None:
     problems = [message for role in results.values() for message in failures(role)]
     if problems:
         raise PipelineError("export verification failed, the failing files were deleted:\n  " + "\n  ".join(problems)
-                            + f"\nDetails: {report_path}. This is a bug in the converter; please report it with that file.")
+                            + "\nThis is a bug in the converter; please report it with the LoRA file.")
 
 
 def main() -> None:

@@ -84,7 +84,7 @@ def test_bad_params_fail_before_any_work(project, updates, message):
 
 
 @pytest.mark.parametrize("updates, message", [
-    ({"train.lora.single_targets": ["attn.to_qkv"]}, "'train.lora.single_targets' has 'attn.to_qkv'"),
+    ({"train.lora.single_targets": ["attn.to_qkv"]}, "'train.lora.single_targets[0]' is 'attn.to_qkv'; allowed values: attn.to_qkv_mlp_proj"),
     ({"base_model.path": "models/base/nowhere"}, "base_model.path 'models/base/nowhere' is not a FLUX.2 Klein model folder"),
     ({"base_model.name": "flux2-klein-4b"}, "step-distilled"),
 ])

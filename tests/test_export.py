@@ -246,13 +246,15 @@ def test_make_export_converts_a_lora_from_elsewhere_and_rejects_a_bad_one(tiny_g
 def test_pipeline_exports_are_verified_and_published(pipeline_run):
     project, out = pipeline_run
     assert "Running stage 'export'" in out
-    report = json.loads((project / "metrics/export.json").read_text())
-    assert report["all_verified"] is True
+    metrics = json.loads((project / "metrics/export.json").read_text())
+    report = json.loads((project / "models/export/report.json").read_text())
+    assert metrics["all_verified"] is True and report["all_verified"] is True
     for role in ("best", "final"):
-        assert sorted(report[role]) == ["comfyui", "diffusers", "kohya"]
+        assert sorted(metrics[role]) == sorted(report[role]) == ["comfyui", "diffusers", "kohya"]
         for fmt, row in report[role].items():
-            assert row["max_delta_error"] == 0.0 and row["loaded_by_diffusers"] is True
-            assert row["diffusers"]["output_change"] > 0
+            assert metrics[role][fmt]["max_delta_error"] == row["max_delta_error"] == 0.0
+            assert metrics[role][fmt]["loaded_by_diffusers"] is row["loaded_by_diffusers"] is True
+            assert row["diffusers"]["output_change"] > 0 and row["source"] == f"models/lora/bramble{'-best' if role == 'best' else ''}.safetensors"
             assert (project / row["file"]).is_file()
     best = read_lora(project / "models/lora/bramble-best.safetensors")
     for fmt in ("diffusers", "comfyui", "kohya"):

@@ -54,7 +54,7 @@ def test_validation_errors(project_params, tmp_path):
 
     model = base_model_for(project_params)
     cases = [
-        (params_with(project_params, lora={"double_targets": ["attn.to_qq"]}), r"'train\.lora\.double_targets' has 'attn\.to_qq'"),
+        (params_with(project_params, lora={"double_targets": ["attn.to_q", "attn.to_q"]}), "lists a target twice"),
         (params_with(project_params, lora={"single_blocks": BlockRangeParams(0, 3)}),
          r"'train\.lora\.single_blocks' .* has 1 such blocks"),
         (params_with(project_params, train={"steps": 10, "timestep_high": 12}), r"'train\.timestep_high' is 12"),
