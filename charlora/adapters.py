@@ -33,10 +33,33 @@ def with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
     """The same safetensors bytes with ``metadata`` merged into ``__metadata__`` (tensor bytes untouched)."""
     header, start = read_safetensors_header(data)
     merged = {**header.get("__metadata__", {}), **{k: str(v) for k, v in metadata.items()}}
-    header = {"__metadata__": merged, **{k: v for k, v in header.items() if k != "__metadata__"}}
+    return _safetensors_bytes({**header, "__metadata__": merged}, data[start:])
+
+
+def _safetensors_bytes(header: dict, tensor_data: bytes) -> bytes:
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # keep tensor data 8-byte aligned, as the format recommends
-    return _HEADER_LENGTH.pack(len(encoded)) + encoded + data[start:]
+    return _HEADER_LENGTH.pack(len(encoded)) + encoded + tensor_data
+
+
+def with_lora_alpha(data: bytes, alpha: float | None) -> bytes:
+    """The same adapter with a ``<layer>.alpha`` scalar for every LoRA pair (``alpha`` None: unchanged).
+
+    mflux trains each layer at scale alpha / rank but saves only ``lora_A``/``lora_B``, so its own loader
+    (and every other) would apply the adapter at scale 1. mflux's loader, like kohya's, reads a layer's
+    ``.alpha`` and multiplies ``lora_B`` by alpha / rank. The scalars are appended after the existing
+    tensor data, which stays byte for byte as it was.
+    """
+    if alpha is None:
+        return data
+    header, start = read_safetensors_header(data)
+    end = max((info["data_offsets"][1] for name, info in header.items() if name != "__metadata__"), default=0)
+    value = struct.pack("<f", float(alpha))
+    added = {}
+    for name in sorted(k for k in header if k.endswith(".lora_A.weight")):
+        added[name.removesuffix(".lora_A.weight") + ".alpha"] = {
+            "dtype": "F32", "shape": [], "data_offsets": [end + 4 * len(added), end + 4 * len(added) + 4]}
+    return _safetensors_bytes({**header, **added}, data[start : start + end] + value * len(added))
 
 
 def tensors_sha256(data: bytes) -> str:
@@ -70,6 +93,15 @@ def adapter_from_checkpoint(checkpoint: Path) -> bytes:
         raise PipelineError(f"{checkpoint} is not a readable zip ({error}). Rerun training: dvc repro -f train.") from error
 
 
+def trained_alpha(config: dict) -> float | None:
+    """The LoRA alpha an mflux training config used (one for all targets; None: scale 1)."""
+    alphas = {t.get("alpha") for t in config["lora_layers"]["targets"]}
+    if len(alphas) > 1:
+        raise PipelineError(f"the training config uses several LoRA alphas {sorted(map(str, alphas))}; "
+                            "this pipeline trains every target with train.lora.alpha. Rerun training: dvc repro -f train.")
+    return alphas.pop() if alphas else None
+
+
 def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_model_repo: str) -> dict[str, str]:
     """Metadata written into every extracted adapter."""
     import mlx.core as mx
@@ -82,8 +114,8 @@ def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_mo
         "base_model_name": config["model"],
         "trigger_word": trigger,
         "lora_rank": str(targets[0]["rank"]) if targets else "0",
-        # mflux keeps alpha out of the adapter tensors; the exports need it to reproduce the trained delta.
-        "lora_alpha": str(targets[0]["alpha"]) if targets and targets[0].get("alpha") is not None else "null",
+        # "null": scale 1; a number: also written as each layer's .alpha tensor (with_lora_alpha)
+        "lora_alpha": "null" if trained_alpha(config) is None else str(trained_alpha(config)),
         "lora_targets": json.dumps([{"module_path": t["module_path"], "blocks": t.get("blocks")} for t in targets]),
         "steps": str(step),
         "seed": str(config["seed"]),

@@ -232,7 +232,8 @@ def from_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str], fmt
     trained_alpha = _mflux_alpha(metadata) if fmt == "mflux" else None
     for layer, roles in group_native(tensors, fmt, source).items():
         down, up = roles["down"], roles["up"]
-        scale = _alpha_scale(roles) if trained_alpha is None else trained_alpha / down.shape[0]
+        # extract writes the trained alpha as .alpha tensors; older mflux adapters have it only in the metadata
+        scale = _alpha_scale(roles) if "alpha" in roles or trained_alpha is None else trained_alpha / down.shape[0]
         if not layer.fused:
             layers[layer.parts[0]] = LoraLayer(down, up, scale)
             continue

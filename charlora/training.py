@@ -277,6 +277,35 @@ def observe_steps(callback: Callable[[float], None]) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
+@contextmanager
+def resumed_at_trained_scale(alpha: float | None) -> Iterator[None]:
+    """Resume LoRA layers at the scale they were trained at (alpha / rank), not 1.
+
+    mflux 0.24 trains each layer at scale alpha / rank but saves the checkpoint's adapter without
+    alpha, and its resume loads that adapter at scale 1: with ``train.lora.alpha`` set, the LoRA would
+    jump by rank / alpha at every resume and the run would not be the run that was asked for. After
+    mflux has loaded the adapter, the training layers get their scale back. Pinned mflux version: the
+    hook is the training adapter's ``load_lora_adapter``, which mflux calls only to resume.
+    """
+    from mflux.models.common.lora.layer.linear_lora_layer import LoRALinear
+    from mflux.models.flux2.training_adapter.flux2_base_training_adapter import Flux2BaseTrainingAdapter
+
+    original = Flux2BaseTrainingAdapter.__dict__["load_lora_adapter"]
+
+    def loading(self, *, path):
+        original(self, path=path)
+        for _, module in self.transformer().named_modules():
+            if isinstance(module, LoRALinear) and getattr(module, "_mflux_lora_role", None) == "train":
+                module.scale = alpha / module.lora_A.shape[1]
+
+    if alpha is not None:
+        Flux2BaseTrainingAdapter.load_lora_adapter = loading
+    try:
+        yield
+    finally:
+        Flux2BaseTrainingAdapter.load_lora_adapter = original
+
+
 def peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -377,7 +406,7 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, t
           f"LoRA rank {settings.rank}", flush=True)
     started = time.perf_counter()
     try:
-        with observe_steps(progress):
+        with observe_steps(progress), resumed_at_trained_scale(settings.alpha):
             if plan.resume_from:
                 TrainingRunner.train(config_path=None, resume_path=str(plan.resume_from))
             else:

@@ -1,7 +1,7 @@
 """extract: adapters out of the checkpoint zips -> models/lora/<character>.safetensors (+ one per checkpoint)."""
 
 from charlora import layout
-from charlora.adapters import adapter_from_checkpoint, provenance, tensors_sha256, with_metadata
+from charlora.adapters import adapter_from_checkpoint, provenance, tensors_sha256, trained_alpha, with_lora_alpha, with_metadata
 from charlora.base_models import BASE_MODELS
 from charlora.cli import log, run_stage
 from charlora.errors import PipelineError
@@ -24,7 +24,8 @@ def main() -> None:
     with staged_dir(checkpoints_dir) as staging:
         for checkpoint in checkpoints:
             step = checkpoint_step(checkpoint)
-            data = with_metadata(adapter_from_checkpoint(checkpoint), provenance(config, fingerprint, step, trigger, base_repo))
+            adapter = with_lora_alpha(adapter_from_checkpoint(checkpoint), trained_alpha(config))
+            data = with_metadata(adapter, provenance(config, fingerprint, step, trigger, base_repo))
             file_name = f"{name}-step{step:06d}.safetensors"
             (staging / file_name).write_bytes(data)
             entries.append({"step": step, "file": str(checkpoints_dir / file_name), "tensors_sha256": tensors_sha256(data)})

@@ -136,6 +136,9 @@ def test_alpha_is_read_from_kohya_and_bfl_tensors_and_from_mflux_training_metada
     mflux = to_tensors(plain, "mflux")
     trained = from_tensors(mflux, {"format": "mflux", "lora_alpha": "8.0"})
     assert all(layer.scale == 2.0 for layer in trained.layers.values())
+    # extract also writes the trained alpha as .alpha tensors: applied once, not twice
+    stamped = {**mflux, **{k.replace(".lora_A.weight", ".alpha"): torch.tensor(8.0) for k in mflux if k.endswith(".lora_A.weight")}}
+    assert all(layer.scale == 2.0 for layer in from_tensors(stamped, {"format": "mflux", "lora_alpha": "8.0"}).layers.values())
     exported = from_tensors(to_tensors(trained, "diffusers"), {})
     assert_same_deltas(trained, exported)
 

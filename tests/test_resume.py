@@ -48,8 +48,9 @@ def final_adapter_sha(project: Path) -> str:
 
 
 def test_interrupted_training_resumes_to_the_same_adapter(project, tiny_flux2):
+    # alpha 32 at rank 16 (scale 2): mflux itself would resume at scale 1 (training.resumed_at_trained_scale)
     update_params(project, {"base_model.path": str(tiny_flux2), "train.resolution": 32, "train.epochs": 40,
-                            "train.checkpoint_every": 10})
+                            "train.checkpoint_every": 10, "train.lora.alpha": 32})
     make_train_dir(project / "data/train/bramble")  # 3 images: 120 steps
 
     first = interrupt_after_checkpoint(project, beyond=0, sig=signal.SIGINT)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlora.adapters import adapter_from_checkpoint, provenance, read_metadata, tensors_sha256, with_metadata
+from charlora.adapters import (adapter_from_checkpoint, provenance, read_metadata, tensors_sha256, trained_alpha,
+                              with_lora_alpha, with_metadata)
 from charlora.base_models import get_base_model
 from charlora.errors import PipelineError
 from charlora.training import (RUN_SUBDIR, base_model_for, check_dataset, check_model_path, good_checkpoints,
@@ -111,6 +112,23 @@ def test_extract_keeps_tensors_and_adds_provenance(trained, tmp_path):
 
     tensors = load_file(path)
     assert "transformer.transformer_blocks.0.attn.to_q.lora_A.weight" in tensors
+    assert metadata["lora_alpha"] == "null" and not any(k.endswith(".alpha") for k in tensors)
+
+    # With train.lora.alpha the adapter gets one .alpha scalar per layer; the trained tensors stay as they were.
+    config["lora_layers"]["targets"] = [{**t, "alpha": 32.0} for t in config["lora_layers"]["targets"]]
+    assert trained_alpha(config) == 32.0
+    stamped = with_metadata(with_lora_alpha(original, trained_alpha(config)),
+                            provenance(config, fingerprint, 6, "brmbl", "black-forest-labs/FLUX.2-klein-base-4B"))
+    path.write_bytes(stamped)
+    assert read_metadata(path)["lora_alpha"] == "32.0"
+    with_alpha = load_file(path)
+    pairs = sorted(k.removesuffix(".lora_A.weight") for k in tensors if k.endswith(".lora_A.weight"))
+    assert sorted(k.removesuffix(".alpha") for k in with_alpha if k.endswith(".alpha")) == pairs
+    assert all(with_alpha[f"{p}.alpha"] == np.float32(32.0) for p in pairs)
+    assert all(np.array_equal(with_alpha[k], v) for k, v in tensors.items())
+    config["lora_layers"]["targets"][0]["alpha"] = 8.0
+    with pytest.raises(PipelineError, match="several LoRA alphas"):
+        trained_alpha(config)
 
 
 def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny_flux2):
@@ -123,9 +141,9 @@ def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny
     adapter = tmp_path / "a.safetensors"
     adapter.write_bytes(adapter_from_checkpoint(good_checkpoints(root / "training" / RUN_SUBDIR)[-1]))
 
-    def transformer_output(lora_scale):
+    def transformer_output(lora_scale, lora=adapter):
         model = load_flux2("flux2-klein-tiny", tiny_flux2, params.tiny_model,
-                           lora_paths=[adapter] if lora_scale is not None else None,
+                           lora_paths=[lora] if lora_scale is not None else None,
                            lora_scales=[lora_scale] if lora_scale is not None else None)
         key = mx.random.key(0)
         hidden = mx.random.normal((1, 4, 128), key=key)
@@ -139,6 +157,13 @@ def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny
     base, with_lora, off = transformer_output(None), transformer_output(1.0), transformer_output(0.0)
     assert np.abs(with_lora - base).max() > 1e-5, "the trained LoRA must change the transformer's output"
     assert np.allclose(off, base, atol=1e-6), "at scale 0 the LoRA must change nothing"
+
+    # Trained with alpha = 2 * rank (scale 2): extract writes .alpha per layer, and mflux applies scale 2.
+    with_alpha = tmp_path / "alpha.safetensors"
+    with_alpha.write_bytes(with_lora_alpha(adapter.read_bytes(), 32.0))
+    doubled = transformer_output(2.0)
+    assert np.abs(doubled - with_lora).max() > 1e-5
+    assert np.allclose(transformer_output(1.0, with_alpha), doubled, atol=1e-6)
 
 
 def test_run_plan_resumes_only_an_unfinished_run_with_the_same_fingerprint(tmp_path):
