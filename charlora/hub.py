@@ -71,20 +71,36 @@ class HubPublisher:
         versions = self._read_versions()
         known = next((entry for entry in versions if entry["sha256"] == adapter.sha256), None)
         if known is not None:
-            commit = self._commit_holding(adapter)
-            self.report(f"hub: {adapter.path_in_repo} (sha256 {adapter.sha256[:12]}) is already version {known['version']} "
-                        f"in {self.repo_id}; nothing uploaded")
-            return HubRelease(self.repo_id, known["version"], commit, False, self._url(commit, adapter.path_in_repo))
+            return self._complete(adapter, extra_files, known["version"], card)
         version = max((entry["version"] for entry in versions), default=0) + 1
         versions = [*versions, {"version": version, "sha256": adapter.sha256, "file": adapter.path_in_repo}]
-        operations = [CommitOperationAdd(f.path_in_repo, str(f.source)) for f in (adapter, *extra_files)]
-        operations += [CommitOperationAdd("README.md", card(version).encode("utf-8")),
-                       CommitOperationAdd(VERSIONS_FILE, (json.dumps(versions, indent=2) + "\n").encode("utf-8"))]
-        total_mb = sum(f.size for f in (adapter, *extra_files)) / 1e6
+        return self._commit(version, [adapter, *extra_files], card, f"Publish {adapter.path_in_repo} version {version}",
+                            adapter, extra=[CommitOperationAdd(VERSIONS_FILE, (json.dumps(versions, indent=2) + "\n").encode("utf-8"))])
+
+    def _complete(self, adapter: UploadFile, extra_files: list[UploadFile], version: int,
+                  card: Callable[[int], str]) -> HubRelease:
+        """An adapter already published: add the files its version lacks (say, exports that a version of this
+        pipeline from before the export stage did not upload), else send nothing."""
+        commit = self._commit_holding(adapter)
+        missing = [f for f in extra_files if not self._call(f"check {f.path_in_repo}", lambda f=f: self.api.file_exists(
+            self.repo_id, f.path_in_repo, revision=commit))]
+        if not missing:
+            self.report(f"hub: {adapter.path_in_repo} (sha256 {adapter.sha256[:12]}) is already version {version} "
+                        f"in {self.repo_id}; nothing uploaded")
+            return HubRelease(self.repo_id, version, commit, False, self._url(commit, adapter.path_in_repo))
+        self.report(f"hub: {adapter.path_in_repo} is already version {version} in {self.repo_id}, which lacks "
+                    f"{', '.join(f.path_in_repo for f in missing)}; adding them")
+        return self._commit(version, missing, card, f"Add {len(missing)} files to {adapter.path_in_repo} version {version}",
+                            adapter)
+
+    def _commit(self, version: int, files: list[UploadFile], card: Callable[[int], str], message: str,
+                adapter: UploadFile, extra: list[CommitOperationAdd] | None = None) -> HubRelease:
+        operations = [CommitOperationAdd(f.path_in_repo, str(f.source)) for f in files]
+        operations += [CommitOperationAdd("README.md", card(version).encode("utf-8")), *(extra or [])]
+        total_mb = sum(f.size for f in files) / 1e6
         self.report(f"hub: uploading version {version} to {self.repo_id}: {len(operations)} files, {total_mb:.1f} MB")
         info = self._call("commit", lambda: self.api.create_commit(
-            self.repo_id, operations, commit_message=f"Publish {adapter.path_in_repo} version {version}",
-            commit_description=f"sha256 {adapter.sha256}"))
+            self.repo_id, operations, commit_message=message, commit_description=f"sha256 {adapter.sha256}"))
         return HubRelease(self.repo_id, version, info.oid, True, self._url(info.oid, adapter.path_in_repo))
 
     def _url(self, commit: str, path_in_repo: str) -> str:

@@ -191,6 +191,28 @@ def test_a_new_adapter_publishes_as_the_next_version_and_old_urls_stay_pinned(pr
     assert hub.repos[REPO].history[commit_v2]["bramble.safetensors"] == other
 
 
+def test_a_version_published_without_exports_gets_them_added_not_a_new_version(project, services):
+    hub, _ = services
+    update_params(project, {"publish.runware.enabled": False})
+    env = publish_env(services)
+    assert push(project, env).returncode == 0
+    repo = hub.repos[REPO]
+    exports = [f"bramble.{fmt}.safetensors" for fmt in ("diffusers", "comfyui", "kohya")]
+    for name in exports:  # as a version published by this pipeline before it had the export stage
+        del repo.history[repo.commits[-1]][name]
+    result = push(project, env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "lacks bramble.diffusers.safetensors, bramble.comfyui.safetensors, bramble.kohya.safetensors; adding" in result.stdout
+    record = manifest(project)
+    commit = repo.commits[-1]
+    assert len(repo.commits) == 3 and record["hf"]["version"] == 1 and record["hf"]["commit"] == commit
+    assert [v["version"] for v in json.loads(repo.files["versions.json"])] == [1]
+    assert all(repo.history[commit][name] == export_file(project, name.split(".")[1]) for name in exports)
+    assert record["hf"]["downloads"]["comfyui"] == f"{hub.url}/{REPO}/resolve/{commit}/bramble.comfyui.safetensors"
+    again = push(project, env)
+    assert "nothing uploaded" in again.stdout and len(repo.commits) == 3
+
+
 def test_network_faults_are_retried_with_backoff(project, services):
     hub, runware = services
     hub.inject(Fault("POST", r"/commit/", status=503))

@@ -190,12 +190,13 @@ def main() -> None:
         train = bench_train(project)
         print("bench: no-op dvc repro vs dvc status ...", flush=True)
         dvc = bench_dvc(project)
+        # export needs the adapters of that full `dvc repro`, before the s/step runs rename the character
+        print("bench: export (tiny stage, real 4B geometry) ...", flush=True)
+        export = bench_export(project, tmp)
         print("bench: seconds per step at 64 and 128 px ...", flush=True)
         train["tiny_seconds_per_step"] = bench_seconds_per_step(project)
         print("bench: preprocess vs a plain PIL loop ...", flush=True)
         prep = bench_preprocess(tmp)
-        print("bench: export (tiny stage, real 4B geometry) ...", flush=True)
-        export = bench_export(project, tmp)
     import mlx.core as mx
 
     results = {"machine": {"platform": sys.platform, "cores": os.cpu_count(), "mlx_device": str(mx.default_device())},
