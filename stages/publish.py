@@ -27,7 +27,8 @@ def main() -> None:
         return
     manifest = publish(params, load_credentials())
     log("publish", f"done: {manifest['hf']['repo_id']} version {manifest['hf']['version']} ({manifest['hf']['status']}), "
-                   f"Runware {manifest['runware'].get('air', '')} ({manifest['runware']['status']}), "
+                   f"Runware {manifest['runware'].get('air', '') + ' ' if manifest['runware'].get('air') else ''}"
+                   f"({manifest['runware']['status']}), "
                    f"test images: {manifest['inference']['status']}. Manifest: {MANIFEST_FILE}")
 
 
