@@ -108,6 +108,7 @@ def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_mo
     from importlib.metadata import version
 
     targets = config["lora_layers"]["targets"]
+    alpha = trained_alpha(config)
     return {
         "format": "mflux",
         "base_model": base_model_repo,
@@ -115,7 +116,7 @@ def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_mo
         "trigger_word": trigger,
         "lora_rank": str(targets[0]["rank"]) if targets else "0",
         # "null": scale 1; a number: also written as each layer's .alpha tensor (with_lora_alpha)
-        "lora_alpha": "null" if trained_alpha(config) is None else str(trained_alpha(config)),
+        "lora_alpha": "null" if alpha is None else str(alpha),
         "lora_targets": json.dumps([{"module_path": t["module_path"], "blocks": t.get("blocks")} for t in targets]),
         "steps": str(step),
         "seed": str(config["seed"]),

@@ -82,14 +82,16 @@ class Comparison:
         """Compare ``found``'s delta with ``expected`` stacked by rows ({row offset: layer}; gaps are zero)."""
         rows = found.up.shape[0]
         chunk = max(1, CHUNK_BYTES // (8 * found.down.shape[1]))
+        found_up, found_down = found.scale * found.up.double(), found.down.double()
+        parts = [(offset, layer.scale * layer.up.double(), layer.down.double()) for offset, layer in expected.items()]
         for start in range(0, rows, chunk):
             stop = min(start + chunk, rows)
-            got = found.scale * (found.up[start:stop].double() @ found.down.double())
+            got = found_up[start:stop] @ found_down
             want = torch.zeros_like(got)
-            for offset, layer in expected.items():
-                lo, hi = max(start, offset), min(stop, offset + layer.up.shape[0])
+            for offset, up, down in parts:
+                lo, hi = max(start, offset), min(stop, offset + up.shape[0])
                 if lo < hi:
-                    want[lo - start:hi - start] = layer.scale * (layer.up[lo - offset:hi - offset].double() @ layer.down.double())
+                    want[lo - start:hi - start] = up[lo - offset:hi - offset] @ down
             self.max_abs_error = max(self.max_abs_error, float((got - want).abs().max()))
             self.max_abs_delta = max(self.max_abs_delta, float(want.abs().max()))
 

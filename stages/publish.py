@@ -26,9 +26,9 @@ def main() -> None:
                        "nothing was sent. Run `make publish` to publish.")
         return
     manifest = publish(params, load_credentials())
+    air = manifest["runware"].get("air")
     log("publish", f"done: {manifest['hf']['repo_id']} version {manifest['hf']['version']} ({manifest['hf']['status']}), "
-                   f"Runware {manifest['runware'].get('air', '') + ' ' if manifest['runware'].get('air') else ''}"
-                   f"({manifest['runware']['status']}), "
+                   f"Runware {air + ' ' if air else ''}({manifest['runware']['status']}), "
                    f"test images: {manifest['inference']['status']}. Manifest: {MANIFEST_FILE}")
 
 
