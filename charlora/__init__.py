@@ -1,8 +1,31 @@
-"""Shared library of the story-shorts-character-lora pipeline.
+"""story-shorts-character-lora: the library behind the DVC pipeline's stages.
 
-Each stage under ``stages/`` is a thin entry point over one module here:
-``images`` (preprocess), ``captions`` (caption), ``dataset`` (merge), ``base_models`` and
-``tiny_model`` (the FLUX.2 Klein base model), ``training`` (train) and ``adapters`` (extract).
+Each stage script under ``stages/`` reads params, calls one entry point here and writes its
+outputs. The subpackages mirror the pipeline:
+
+=============  ==============================================================  =====================
+subpackage     what it does                                                    stages
+=============  ==============================================================  =====================
+``data``       ``images`` (clean raw pictures), ``captions`` (Florence-2,       preprocess, caption,
+               user captions, cache), ``merge`` (mflux folder, held-out split)  merge
+``models``     ``registry`` (base models and their defaults), ``tiny`` and      base_model, and every
+               ``tiny_clip`` (embedded models), ``loading`` (mflux models for   stage that loads one
+               generation), ``flux2_layers`` (the block layer table)
+``train``      ``settings``, ``mflux_config``, ``checkpoints`` (resume plan),   train (extract reads
+               ``hooks`` (into mflux's trainer), ``run``, ``curves`` (dvclive)  its checkpoints)
+``lora``       ``safetensors`` (header, metadata, alpha), ``extract``,          extract, export
+               ``formats`` (key layouts), ``verify``, ``export``
+``evaluate``   ``heldout`` (validation loss), ``prompts``, ``sampling``,        evaluate
+               ``clip_metrics``, ``sheets``, ``run``
+``publish``    ``release``, ``plan`` (dry run), ``manifest``, ``card``,         publish, make publish
+               ``hub``, ``runware``, ``credentials``, ``retry``, ``run``
+=============  ==============================================================  =====================
+
+Shared by all: ``params`` (params.yaml, validated), ``layout`` (where stages read and write,
+project-folder checks), ``fileio``, ``errors`` (:class:`~charlora.errors.PipelineError`) and
+``progress`` (the one progress display, and silencing mflux's own). ``cli`` is for stage
+scripts only; library code reports through :mod:`charlora.progress` or a callable it is given.
+A new stage gets its own subpackage (or module) here and a thin ``stages/<stage>.py``.
 """
 
 __version__ = "0.1.0"

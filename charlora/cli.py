@@ -1,4 +1,4 @@
-"""Entry-point wrapper shared by the stage scripts."""
+"""Entry-point helpers for the stage scripts under ``stages/`` (library code never imports this)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable
 
 from charlora.errors import PipelineError
+from charlora.progress import say
 
 
 def run_stage(name: str, main: Callable[[], None]) -> None:
@@ -21,5 +22,10 @@ def run_stage(name: str, main: Callable[[], None]) -> None:
 
 
 def log(stage: str, message: str) -> None:
-    """Print a progress line for ``stage`` (stdout, flushed so `dvc repro` shows it at once)."""
-    print(f"{stage}: {message}", flush=True)
+    """Print a line for ``stage`` (stdout, flushed so `dvc repro` shows it at once)."""
+    say(stage, message)
+
+
+def reporter(stage: str) -> Callable[[str], None]:
+    """A ``report(message)`` callable for library code, printing as ``stage``."""
+    return lambda message: say(stage, message)

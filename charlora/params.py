@@ -4,7 +4,9 @@ Each section is a frozen dataclass. :func:`load_params` reads the whole file and
 key before a stage does any work: an unknown key, a wrong type or an out-of-range value raises a
 :class:`~charlora.errors.PipelineError` that names the key (``train.lora.rank``) and what is
 allowed. ``null`` in a ``train`` value means "the base model's default" (see
-:mod:`charlora.base_models`), which is what makes the real model one param away.
+:mod:`charlora.models.registry`), which is what makes the real model one param away.
+Paths in params (``base_model.path``, ``evaluate.prompts_file``, and ``caption.model`` or
+``evaluate.clip_model`` when they name a local folder) must lie inside the project folder.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 import yaml
 
 from charlora.errors import PipelineError
-from charlora.flux2_layers import DOUBLE_TARGETS, LORA_FORMATS, SINGLE_TARGETS
+from charlora.layout import project_path
+from charlora.models.flux2_layers import DOUBLE_TARGETS, LORA_FORMATS, SINGLE_TARGETS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -109,7 +112,7 @@ class TrainParams:
     guidance: float | None = field(metadata=_limits(min=0.0, max=20.0))
     timestep_low: int | None = field(metadata=_limits(min=0))
     timestep_high: int | None = field(metadata=_limits(min=1))
-    quantize: int | None = field(metadata=_limits(choices=(3, 4, 5, 6, 8)))
+    quantize: int | None = field(metadata=_limits(choices=(3, 4, 5, 6, 8)))  # mflux's quantization bits
     low_ram: bool | None
     checkpoint_every: int | None = field(metadata=_limits(min=1))
     preview_every: int | None = field(metadata=_limits(min=0))
@@ -197,20 +200,37 @@ class Params:
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:
-    """Read and validate the whole params file; raise :class:`PipelineError` naming a bad key."""
+    """Read and validate the whole params file; raise :class:`PipelineError` naming a bad key.
+
+    The file's folder is the project folder: local paths in it must lie inside it
+    (:func:`check_local_paths`).
+    """
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PipelineError(f"{path} not found. Run the pipeline from the project folder (where params.yaml is).")
     except yaml.YAMLError as error:
         raise PipelineError(f"{path} is not valid YAML ({error}). Fix the file and run again.")
-    return parse_params(raw, source=str(path))
+    params = parse_params(raw, source=str(path))
+    check_local_paths(params, Path(path).resolve().parent)
+    return params
 
 
 def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Build :class:`Params` from a parsed YAML mapping, validating every key."""
-    # dvc's own sections (e.g. a top-level `plots` list) are not ours; only our sections are checked.
+    # Every key is checked, the top level included: an unknown section (a typo, or one of dvc's own
+    # sections such as `plots`, which belong in dvc.yaml) is an error naming it.
     return _build(Params, raw, prefix="", source=source)
+
+
+def check_local_paths(params: Params, root: Path) -> None:
+    """Every local path in ``params`` must resolve (symlinks followed) inside the project ``root``."""
+    if params.base_model.path is not None:
+        project_path(params.base_model.path, "base_model.path", root)
+    project_path(params.evaluate.prompts_file, "evaluate.prompts_file", root)
+    project_path(params.caption.model, "caption.model", root, model=True)
+    if params.evaluate.clip_model is not None:
+        project_path(params.evaluate.clip_model, "evaluate.clip_model", root, model=True)
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:

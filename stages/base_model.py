@@ -9,8 +9,8 @@ from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.fileio import staged_dir
 from charlora.params import load_params
-from charlora.tiny_clip import build_tiny_clip
-from charlora.tiny_model import build_tiny_model
+from charlora.models.tiny_clip import build_tiny_clip
+from charlora.models.tiny import build_tiny_model
 
 
 def main() -> None:

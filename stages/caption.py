@@ -3,8 +3,8 @@
 from collections import Counter
 
 from charlora import layout
-from charlora.captions import caption_images
 from charlora.cli import log, run_stage
+from charlora.data.captions import caption_images
 from charlora.fileio import staged_dir, write_json
 from charlora.params import load_params
 
@@ -12,10 +12,8 @@ from charlora.params import load_params
 def main() -> None:
     params = load_params()
     with staged_dir(layout.CAPTIONED_DIR) as out_dir:
-        records = caption_images(
-            layout.PROCESSED_DIR, out_dir, layout.CAPTION_CACHE_DIR, params.caption, params.character.trigger,
-            progress=lambda i, n, name, source: log("caption", f"[{i}/{n}] {name} ({source})"),
-        )
+        records = caption_images(layout.PROCESSED_DIR, out_dir, layout.CAPTION_CACHE_DIR, params.caption,
+                                 params.character.trigger)
         write_json(out_dir / "captions.json", [record.__dict__ for record in records])
     sources = Counter(record.source for record in records)
     write_json(layout.METRICS_DIR / "caption.json", {"images": len(records), "sources": dict(sorted(sources.items()))})

@@ -1,14 +1,12 @@
 """evaluate: held-out loss of every checkpoint, images and CLIP metrics for the best few
 -> metrics/eval.json, models/samples/ (images, contact sheets) and models/lora/<name>-best.safetensors."""
 
-import shutil
-
 from charlora import layout
 from charlora.cli import log, run_stage
-from charlora.evaluation import run_evaluation
+from charlora.evaluate.run import run_evaluation
 from charlora.fileio import read_json, staged_dir, write_json
 from charlora.params import load_params
-from charlora.training import log_curves
+from charlora.train.curves import log_curves
 
 
 def main() -> None:
@@ -18,14 +16,11 @@ def main() -> None:
     with staged_dir(layout.SAMPLES_DIR) as samples_dir:
         report = run_evaluation(params, read_json(layout.TRAINING_DIR / "config.json"), checkpoints,
                                 layout.HELDOUT_ROOT / name, layout.TRAIN_ROOT / name, samples_dir,
-                                log=lambda message: log("evaluate", message))
-    best_file = layout.LORA_DIR / f"{name}-best.safetensors"
-    shutil.copyfile(report["best_file"], best_file)
-    report["best_file"] = str(best_file)
+                                layout.LORA_DIR / f"{name}-best.safetensors")
     log_curves(report["checkpoints"], layout.METRICS_DIR / "eval")
     write_json(layout.METRICS_DIR / "eval.json", report)
-    log("evaluate", f"best checkpoint: step {report['best_step']} (score {report['best_score']:.4f}) -> {best_file}; "
-                    f"contact sheets in {layout.SAMPLES_DIR}")
+    log("evaluate", f"best checkpoint: step {report['best_step']} (score {report['best_score']:.4f}) -> "
+                    f"{report['best_file']}; contact sheets in {layout.SAMPLES_DIR}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from charlora import layout
 from charlora.cli import log, run_stage
-from charlora.dataset import merge
+from charlora.data.merge import merge
 from charlora.fileio import staged_dir, write_json
 from charlora.params import load_params
 

@@ -7,11 +7,13 @@ writes metrics/publish.json.
 
 import argparse
 
-from charlora.cli import log, run_stage
-from charlora.credentials import load_credentials
+from charlora import layout
+from charlora.cli import log, reporter, run_stage
 from charlora.fileio import write_json
 from charlora.params import load_params
-from charlora.publish import MANIFEST_FILE, PLAN_FILE, build_plan, publish
+from charlora.publish.credentials import load_credentials
+from charlora.publish.plan import build_plan
+from charlora.publish.run import publish
 
 
 def main() -> None:
@@ -21,15 +23,15 @@ def main() -> None:
     params = load_params()
     if not args.push:
         plan = build_plan(params)
-        write_json(PLAN_FILE, plan)
-        log("publish", f"dry run: plan for {len(plan['hf']['files'])} files to {plan['hf']['repo_id']} in {PLAN_FILE}; "
-                       "nothing was sent. Run `make publish` to publish.")
+        write_json(layout.PUBLISH_PLAN_FILE, plan)
+        log("publish", f"dry run: plan for {len(plan['hf']['files'])} files to {plan['hf']['repo_id']} in "
+                       f"{layout.PUBLISH_PLAN_FILE}; nothing was sent. Run `make publish` to publish.")
         return
-    manifest = publish(params, load_credentials())
+    manifest = publish(params, load_credentials(), reporter("publish"))
     air = manifest["runware"].get("air")
     log("publish", f"done: {manifest['hf']['repo_id']} version {manifest['hf']['version']} ({manifest['hf']['status']}), "
                    f"Runware {air + ' ' if air else ''}({manifest['runware']['status']}), "
-                   f"test images: {manifest['inference']['status']}. Manifest: {MANIFEST_FILE}")
+                   f"test images: {manifest['inference']['status']}. Manifest: {layout.PUBLISH_MANIFEST_FILE}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.fileio import write_json
 from charlora.params import load_params
-from charlora.training import train
+from charlora.train.run import train
 
 
 def main() -> None:

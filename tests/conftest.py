@@ -1,11 +1,21 @@
-"""Shared fixtures: tiny models built once per session, temporary project copies, image writers."""
+"""Shared fixtures: tiny models built once per session, temporary project copies, image writers.
+
+The suite never depends on the user's workspace: tests get their params from
+``tests/fixtures/params.yaml`` (a copy of the shipped defaults) and their pictures from the sample
+character drawn by ``tools/make_sample_character.py``. A project copy holds neither the
+workspace's ``params.yaml`` nor its ``data/raw``, and model folders a test points params at are
+placed inside the copy (nothing outside a project is read through a path in its params).
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from dataclasses import replace
 from typing import Any
@@ -17,6 +27,27 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+FIXTURE_PARAMS = Path(__file__).resolve().parent / "fixtures" / "params.yaml"
+# Workspace paths a project copy never takes from ROOT: the tests bring their own.
+NOT_COPIED = ("params.yaml", "dvc.lock", "data/raw/")
+
+
+def fixture_params():
+    """The tests' params (tests/fixtures/params.yaml), whatever the workspace's params.yaml says."""
+    from charlora.params import load_params
+
+    return load_params(FIXTURE_PARAMS)
+
+
+@functools.cache
+def sample_raw_dir() -> Path:
+    """The shipped sample character, drawn once per process by tools/make_sample_character.py."""
+    spec = importlib.util.spec_from_file_location("make_sample_character", ROOT / "tools" / "make_sample_character.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = Path(tempfile.mkdtemp(prefix="charlora-sample-")) / "raw"
+    module.write_sample(out)
+    return out
 
 
 def tool_env() -> dict[str, str]:
@@ -68,14 +99,12 @@ def tiny_florence2(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def project_params():
-    from charlora.params import load_params
-
-    return load_params(ROOT / "params.yaml")
+    return fixture_params()
 
 
 @pytest.fixture(scope="session")
 def tiny_flux2(tmp_path_factory, project_params) -> Path:
-    from charlora.tiny_model import build_tiny_model
+    from charlora.models.tiny import build_tiny_model
 
     out = tmp_path_factory.mktemp("flux2") / "flux2-klein-tiny"
     build_tiny_model(project_params.tiny_model, out)
@@ -83,16 +112,20 @@ def tiny_flux2(tmp_path_factory, project_params) -> Path:
 
 
 def copy_project(target: Path) -> Path:
-    """A fresh copy of this project's tracked and new files, as its own git repo (like a clone)."""
+    """A fresh copy of this project's code (tracked and new files), as its own git repo (like a clone).
+
+    Its params.yaml is the tests' (tests/fixtures/params.yaml) and its data/raw the sample character,
+    whatever the workspace holds; it has no dvc.lock, so every stage runs from scratch.
+    """
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
                            check=True).stdout.decode().split("\0")
     for name in filter(None, files):
         source = ROOT / name
-        if source.is_file():
+        if source.is_file() and not (name in NOT_COPIED or name.startswith(NOT_COPIED[-1])):
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
-    # A clone has no pipeline outputs: drop the lock so every stage runs from scratch.
-    (target / "dvc.lock").unlink(missing_ok=True)
+    shutil.copyfile(FIXTURE_PARAMS, target / "params.yaml")
+    shutil.copytree(sample_raw_dir(), target / "data/raw")
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=target, check=True, capture_output=True)
@@ -117,7 +150,7 @@ def make_train_dir(folder: Path, count: int = 3, size=(64, 48)) -> Path:
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, project_params, tiny_flux2):
     """One real mflux training run on the tiny model: 3 images, 32 px, 6 steps, checkpoints every 3."""
-    from charlora.training import train
+    from charlora.train.run import train
 
     root = tmp_path_factory.mktemp("trained")
     data = make_train_dir(root / "data")
@@ -127,10 +160,17 @@ def trained(tmp_path_factory, project_params, tiny_flux2):
     return params, root, metrics
 
 
+def place_in_project(project: Path, folder: Path, relative: str) -> str:
+    """Copy a model folder into the project (params may only name folders inside it); returns ``relative``."""
+    shutil.copytree(folder, project / relative, dirs_exist_ok=True)
+    return relative
+
+
 def fast_copy(target: Path, florence: Path) -> Path:
     """A fresh copy of the project: the shipped sample with a tiny local Florence-2 and small training settings."""
     project = copy_project(target)
-    update_params(project, {"caption.model": str(florence), "caption.max_new_tokens": 12, "caption.num_beams": 1,
+    model = place_in_project(project, florence, "models/base/florence2-tiny")  # gitignored, like the other models
+    update_params(project, {"caption.model": model, "caption.max_new_tokens": 12, "caption.num_beams": 1,
                             "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1,
                             "evaluate.max_prompts": 2, "evaluate.image_checkpoints": 1})
     # Without metadata.jsonl, the 9 sample images that have no .txt beside them need machine captions.

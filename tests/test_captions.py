@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from charlora.captions import Florence2Captioner, caption_images, normalize_caption
+from charlora.data.captions import Florence2Captioner, caption_images, normalize_caption
 from charlora.errors import PipelineError
 from charlora.fileio import write_json
 from tests.conftest import noise_image

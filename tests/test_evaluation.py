@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from charlora.adapters import adapter_from_checkpoint
 from charlora.errors import PipelineError
-from charlora.evaluation import (ValidationLoss, contact_sheet, diversity, identity, pick_best, prompt_fit,
-                                 score, shortlist, spread_timesteps)
-from charlora.training import RUN_SUBDIR, good_checkpoints
+from charlora.evaluate.clip_metrics import diversity, identity, prompt_fit, score
+from charlora.evaluate.heldout import ValidationLoss, spread_timesteps
+from charlora.evaluate.run import pick_best, shortlist
+from charlora.evaluate.sheets import contact_sheet
+from charlora.lora.extract import adapter_from_checkpoint
+from charlora.train.checkpoints import RUN_SUBDIR, good_checkpoints
 from tests.conftest import make_train_dir
 
 
@@ -49,7 +51,7 @@ def test_clip_metrics_on_hand_made_embeddings(project_params):
 def test_contact_sheet_layout():
     from PIL import Image
 
-    from charlora.evaluation import Sample
+    from charlora.evaluate.sampling import Sample
 
     def samples(count, color):
         return [Sample(f"p{i}", f"prompt {i}", Image.new("RGB", (32, 32), color), None) for i in range(count)]
@@ -83,8 +85,8 @@ def test_lora_changes_generated_latents_and_generation_is_repeatable(trained, ti
     """Same seed and prompt: the LoRA moves the sampler's final latents (compared in float, not on PNGs)."""
     import numpy as np
 
-    from charlora.evaluation import generate
-    from charlora.generation import load_flux2
+    from charlora.evaluate.sampling import generate
+    from charlora.models.loading import load_flux2
 
     params, root, _ = trained
     adapter = root / "final.safetensors"

@@ -10,11 +10,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from charlora.errors import PipelineError
-from charlora.export import base_geometry, export_adapter, guess_base_model, layer_shape
-from charlora.flux2_layers import DOUBLE_TARGETS, SINGLE_TARGETS
-from charlora.lora_formats import (FORMATS, Lora, LoraLayer, UnknownKeyError, from_tensors, read_lora, to_tensors,
+from charlora.lora.export import base_geometry, export_adapter, guess_base_model, layer_shape
+from charlora.lora.formats import (FORMATS, Lora, LoraLayer, UnknownKeyError, from_tensors, read_lora, to_tensors,
                                    write_lora)
-from charlora.lora_verify import check_deltas, check_with_diffusers
+from charlora.lora.verify import check_deltas, check_with_diffusers
+from charlora.models.flux2_layers import DOUBLE_TARGETS, SINGLE_TARGETS
 from tests.conftest import ROOT, run
 
 # What each format calls the layers of double block 1 and single block 0 (from the formats' own conventions).

@@ -11,7 +11,7 @@ from PIL import Image
 
 from charlora.errors import PipelineError
 from charlora.fileio import read_json, sha256_file
-from charlora.images import dhash, hamming, preprocess, resize, to_rgb
+from charlora.data.images import dhash, hamming, preprocess, resize, to_rgb
 from tests.conftest import noise_image
 
 

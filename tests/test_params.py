@@ -5,12 +5,12 @@ import copy
 import pytest
 import yaml
 
-from charlora.base_models import get_base_model
+from charlora.models.registry import get_base_model
 from charlora.errors import PipelineError
 from charlora.params import load_params, parse_params
-from tests.conftest import ROOT
+from tests.conftest import FIXTURE_PARAMS
 
-RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+RAW = yaml.safe_load(FIXTURE_PARAMS.read_text())
 
 
 def with_value(dotted, value):
@@ -23,8 +23,8 @@ def with_value(dotted, value):
     return raw
 
 
-def test_project_params_load():
-    params = load_params(ROOT / "params.yaml")
+def test_fixture_params_load():
+    params = load_params(FIXTURE_PARAMS)
     assert params.character.trigger == RAW["character"]["trigger"]
     assert params.train.lora.double_blocks.end is None
 

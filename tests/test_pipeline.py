@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from charlora.adapters import read_metadata
+from charlora.lora.safetensors import read_metadata
 from tests.conftest import clone_project, fast_copy, noise_image, run, update_params
 
 DATA_STAGES = ("preprocess", "caption", "merge")

@@ -11,7 +11,8 @@ import time
 import zipfile
 from pathlib import Path
 
-from charlora.adapters import adapter_from_checkpoint, tensors_sha256
+from charlora.lora.extract import adapter_from_checkpoint
+from charlora.lora.safetensors import tensors_sha256
 from tests.conftest import make_train_dir, run, tool_env, update_params
 
 CHECKPOINTS = Path("models/training/run/checkpoints")

@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from charlora.adapters import (adapter_from_checkpoint, provenance, read_metadata, tensors_sha256, trained_alpha,
-                              with_lora_alpha, with_metadata)
-from charlora.base_models import get_base_model
 from charlora.errors import PipelineError
-from charlora.training import (RUN_SUBDIR, base_model_for, check_dataset, check_model_path, good_checkpoints,
-                               mflux_config, resolve_settings, train)
+from charlora.lora.extract import adapter_from_checkpoint, provenance, trained_alpha
+from charlora.lora.safetensors import read_metadata, tensors_sha256, with_lora_alpha, with_metadata
+from charlora.models.registry import get_base_model
+from charlora.train.checkpoints import RUN_SUBDIR, good_checkpoints
+from charlora.train.mflux_config import mflux_config
+from charlora.train.settings import base_model_for, check_dataset, check_model_path, resolve_settings
 from tests.conftest import make_train_dir, params_with
 
 
@@ -135,7 +136,7 @@ def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny
     """The extracted adapter goes through mflux's LoRA loader and moves the transformer's output."""
     import mlx.core as mx
 
-    from charlora.generation import load_flux2
+    from charlora.models.loading import load_flux2
 
     params, root, _ = trained
     adapter = tmp_path / "a.safetensors"
@@ -168,7 +169,7 @@ def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny
 
 def test_run_plan_resumes_only_an_unfinished_run_with_the_same_fingerprint(tmp_path):
     from charlora.fileio import write_json
-    from charlora.training import plan_run
+    from charlora.train.checkpoints import plan_run
 
     training = tmp_path / "training"
     assert plan_run(training, "abc", 10).reason == "no earlier run: starting fresh"

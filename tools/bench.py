@@ -30,7 +30,7 @@ from tests.conftest import copy_project, noise_image, tool_env, update_params  #
 DIRECT_TRAIN = """
 import sys
 from charlora.params import load_params
-from charlora.tiny_model import register_tiny_model
+from charlora.models.tiny import register_tiny_model
 register_tiny_model(load_params().tiny_model)
 from mflux.models.common.training.runner import TrainingRunner
 TrainingRunner.train(config_path=sys.argv[1], resume_path=None)
@@ -52,9 +52,9 @@ for i, path in enumerate(sorted(src.glob("*.jpg"))):
 REAL_EXPORT = """
 import sys, time, torch
 from pathlib import Path
-from charlora.export import base_geometry, export_adapter, layer_shape
-from charlora.flux2_layers import DOUBLE_TARGETS, SINGLE_TARGETS
-from charlora.lora_formats import Lora, LoraLayer, write_lora
+from charlora.lora.export import base_geometry, export_adapter, layer_shape
+from charlora.lora.formats import Lora, LoraLayer, write_lora
+from charlora.models.flux2_layers import DOUBLE_TARGETS, SINGLE_TARGETS
 from charlora.params import load_params
 geometry = base_geometry("flux2-klein-base-4b", load_params().tiny_model)
 generator = torch.Generator().manual_seed(0)
@@ -162,7 +162,7 @@ def bench_preprocess(tmp: Path, count: int = 8) -> dict:
     for index in range(count):
         noise_image(raw / f"big_{index}.jpg", (4000, 3000), seed=index, quality=92)
     script = ("import sys; from pathlib import Path; from dataclasses import replace; from charlora.params import load_params; "
-              "from charlora.images import preprocess; p = replace(load_params().preprocess, duplicate_threshold=0); "
+              "from charlora.data.images import preprocess; p = replace(load_params().preprocess, duplicate_threshold=0); "
               "o = Path(sys.argv[2]); o.mkdir(); r = o.with_name('rej'); r.mkdir(); preprocess(Path(sys.argv[1]), o, r, p)")
     ours, _, _ = measure([sys.executable, "-c", script, str(raw), str(tmp / "ours_out")], ROOT)
     plain, _, _ = measure([sys.executable, "-c", PLAIN_PIL, str(raw), str(plain_out), "1024"], ROOT)

@@ -8,6 +8,7 @@ sha256 of the image and of the captioner params, so adding one image captions on
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
@@ -15,6 +16,7 @@ from typing import Protocol
 from charlora.errors import PipelineError
 from charlora.fileio import read_json, sha256_file, sha256_json, write_json
 from charlora.params import CaptionParams
+from charlora.progress import Progress
 
 # Openers that describe the picture rather than its content; they waste tokens in training captions.
 _BOILERPLATE = re.compile(
@@ -125,18 +127,19 @@ def cache_key(image_path: Path, params: CaptionParams) -> str:
 
 
 def caption_images(processed_dir: Path, out_dir: Path, cache_dir: Path, params: CaptionParams, trigger: str,
-                   captioner_factory=None, progress=None) -> list[CaptionRecord]:
+                   captioner_factory: Callable[[CaptionParams], Captioner] | None = None) -> list[CaptionRecord]:
     """Write ``<name>.txt`` for every image in ``processed_dir``'s manifest into ``out_dir``.
 
     ``captioner_factory(params)`` is called at most once, and only when an image needs a machine
-    caption that is not in ``cache_dir``.
+    caption that is not in ``cache_dir``; loading the model is reported apart from the per-image rate.
     """
     manifest = read_json(processed_dir / "manifest.json")
     factory = captioner_factory or Florence2Captioner
     captioner: Captioner | None = None
     records: list[CaptionRecord] = []
     cache_dir.mkdir(parents=True, exist_ok=True)
-    for index, entry in enumerate(manifest, 1):
+    progress = Progress("caption", len(manifest), "image")
+    for entry in manifest:
         name = entry["name"]
         image_path = processed_dir / f"{name}.png"
         if entry.get("user_caption"):
@@ -153,12 +156,12 @@ def caption_images(processed_dir: Path, out_dir: Path, cache_dir: Path, params: 
                         f"data/raw/{Path(entry['source']).stem}.txt or set caption.captioner: florence2."
                     )
                 if captioner is None:
-                    captioner = factory(params)
+                    with progress.warmup(f"loading the captioner {params.model}"):
+                        captioner = factory(params)
                 raw, source = captioner.caption(image_path), params.captioner
                 write_json(cached, {"caption": raw, "image": entry["source"], "model": params.model})
         caption = normalize_caption(raw, trigger, params.max_chars)
         (out_dir / f"{name}.txt").write_text(caption + "\n", encoding="utf-8")
         records.append(CaptionRecord(name, source, caption))
-        if progress:
-            progress(index, len(manifest), name, source)
+        progress.advance(f"{name} ({source})")
     return records

@@ -2,7 +2,9 @@
 
 Raw files are only ever read. Accepted images become ``char_NNN.png`` (RGB, long side = ``size``
 for the ``fit`` policy) in a deterministic order (sorted raw file names); rejected files are
-copied to a quarantine folder and listed with a reason in the report.
+copied to a quarantine folder and listed with a reason in the report. A symlink (to a file or a
+folder) that leads outside the raw folder is rejected with its own reason and never opened,
+hashed or copied; a raw folder that itself leads outside the project is refused.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from charlora.errors import PipelineError
 from charlora.fileio import sha256_file, write_json
+from charlora.layout import is_inside
 from charlora.params import PreprocessParams
+from charlora.progress import Progress
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 # Files that may sit beside the images and are not images themselves.
 CAPTION_SUFFIX = ".txt"
 METADATA_FILE = "metadata.jsonl"
@@ -49,6 +52,17 @@ class Accepted:
 class Rejected:
     source: str
     reason: str
+    quarantined: bool = True  # a copy is in the rejected folder (never for a symlink leading outside)
+
+
+@dataclass(frozen=True)
+class RawFiles:
+    """What a raw folder holds, sorted by name; ``outside``: symlinks leading out of it (never read)."""
+
+    images: list[Path]
+    captions: list[Path]
+    metadata: Path | None
+    outside: list[Path]
 
 
 @dataclass(frozen=True)
@@ -67,14 +81,31 @@ def natural_key(name: str) -> tuple[str, str]:
     return (stem, suffix) if dot else (suffix, "")
 
 
-def list_raw_files(raw_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Return (candidate image files, caption .txt files) in ``raw_dir``, sorted by name."""
+def list_raw_files(raw_dir: Path, project_root: Path | None = None) -> RawFiles:
+    """The candidate images, caption files and ``metadata.jsonl`` in ``raw_dir``, and the symlinks
+    (to files or folders) that lead outside it, which are never opened.
+
+    With ``project_root``, a ``raw_dir`` that resolves outside it (a symlinked folder) is an error.
+    """
+    if project_root is not None and raw_dir.exists() and not is_inside(raw_dir, project_root):
+        raise PipelineError(f"{raw_dir} leads outside the project folder (to {raw_dir.resolve()}); nothing outside the "
+                            f"project is read through a symlink. Replace the link with a folder holding the pictures.")
     if not raw_dir.is_dir():
         raise PipelineError(f"raw image folder {raw_dir} does not exist. Create it and put your character's images in it.")
-    files = sorted((p for p in raw_dir.iterdir() if p.is_file()), key=lambda p: natural_key(p.name))
+    entries = sorted(raw_dir.iterdir(), key=lambda p: natural_key(p.name))
+    outside = [p for p in entries if p.is_symlink() and not is_inside(p, raw_dir)]
+    files = [p for p in entries if p not in outside and p.is_file()]
     captions = [p for p in files if p.suffix.lower() == CAPTION_SUFFIX]
     images = [p for p in files if p.suffix.lower() != CAPTION_SUFFIX and p.name not in IGNORED_NAMES and not p.name.startswith(".")]
-    return images, captions
+    metadata = raw_dir / METADATA_FILE
+    return RawFiles(images, captions, metadata if metadata in files else None, outside)
+
+
+def outside_reason(link: Path, raw_dir: Path) -> str:
+    """The reject reason of a symlink that leads outside the raw folder."""
+    target = link.resolve()
+    kind = " (a folder)" if target.is_dir() else ""
+    return (f"symlink to {target}{kind} outside {raw_dir}; it is not read. Copy the picture itself into {raw_dir}")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -176,12 +207,11 @@ def _png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def read_user_captions(raw_dir: Path, images: list[Path], caption_files: list[Path]) -> tuple[dict[str, str], list[str]]:
+def read_user_captions(metadata: Path | None, images: list[Path], caption_files: list[Path]) -> tuple[dict[str, str], list[str]]:
     """User captions by image file name, from ``<image>.txt`` (wins) or ``metadata.jsonl``; plus warnings."""
     warnings_: list[str] = []
     captions: dict[str, str] = {}
-    metadata = raw_dir / METADATA_FILE
-    if metadata.exists():
+    if metadata is not None:
         for number, line in enumerate(metadata.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
             if not line.strip():
                 continue
@@ -210,27 +240,29 @@ def read_user_captions(raw_dir: Path, images: list[Path], caption_files: list[Pa
 
 
 def preprocess(raw_dir: Path, out_dir: Path, rejected_dir: Path, params: PreprocessParams,
-               progress=None) -> dict:
+               project_root: Path | None = None) -> dict:
     """Clean every raw image into ``out_dir``; copy rejects to ``rejected_dir``; return the report.
 
-    ``out_dir`` and ``rejected_dir`` should be empty; ``progress(i, n, name)`` is called per file.
+    ``out_dir`` and ``rejected_dir`` should be empty. With ``project_root`` (the stage passes the
+    project folder), a raw folder leading outside it is refused before anything is read.
     """
-    images, caption_files = list_raw_files(raw_dir)
-    if not images:
+    raw = list_raw_files(raw_dir, project_root)
+    images = raw.images
+    if not images and not raw.outside:
         raise PipelineError(f"no images in {raw_dir}. Put 10-30 pictures of your character there "
                             f"(PNG or JPEG; optional caption <name>.txt beside each) and run again.")
-    user_captions, caption_warnings = read_user_captions(raw_dir, images, caption_files)
+    user_captions, caption_warnings = read_user_captions(raw.metadata, images, raw.captions)
     workers = params.workers or os.cpu_count() or 1
     results: list[tuple[_Decoded, int | None, bytes | None]] = []
-    with ProcessPoolExecutor(max_workers=min(workers, len(images))) as pool:
+    progress = Progress("preprocess", len(images), "image")
+    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(images)))) as pool:
         futures = [pool.submit(_decode_and_hash, path, params) for path in images]
-        for index, future in enumerate(futures, 1):
+        for index, future in enumerate(futures):
             results.append(future.result())
-            if progress:
-                progress(index, len(images), images[index - 1].name)
+            progress.advance(images[index].name)
 
     accepted: list[Accepted] = []
-    rejected: list[Rejected] = []
+    rejected = [Rejected(link.name, outside_reason(link, raw_dir), quarantined=False) for link in raw.outside]
     seen_sha: dict[str, str] = {}
     for decoded, image_hash, png in results:
         reason = decoded.reason
@@ -254,13 +286,13 @@ def preprocess(raw_dir: Path, out_dir: Path, rejected_dir: Path, params: Preproc
                                  decoded.original_size[0], decoded.original_size[1], image_hash,
                                  user_captions.get(decoded.source)))
     if not accepted:
-        raise PipelineError(f"none of the {len(images)} files in {raw_dir} could be used; reasons: "
+        raise PipelineError(f"none of the {len(images) + len(raw.outside)} files in {raw_dir} could be used; reasons: "
                             + "; ".join(f"{r.source}: {r.reason}" for r in rejected)
                             + f". Copies are in {rejected_dir}. Add usable images and run again.")
     manifest = [asdict(a) for a in accepted]
     write_json(out_dir / "manifest.json", manifest)
     return {
-        "raw_files": len(images),
+        "raw_files": len(images) + len(raw.outside),
         "accepted": len(accepted),
         "rejected": len(rejected),
         "user_captions": sum(1 for a in accepted if a.user_caption),

@@ -1,9 +1,10 @@
 """export: an adapter in the formats other tools load, each file verified before it is kept.
 
-For every format: convert (:mod:`charlora.lora_formats`), write, read the written file back and
+For every format: convert (:mod:`charlora.lora.formats`), write, read the written file back and
 compare every layer's delta with the original, then load it with diffusers' FLUX.2 LoRA loader
-(:mod:`charlora.lora_verify`). A file that fails a check is deleted and the run fails, so
-``models/export`` only ever holds verified files.
+(:mod:`charlora.lora.verify`). A file that fails a check is deleted and the run fails, so
+``models/export`` only ever holds verified files. :func:`export_pipeline_adapters` is the stage;
+:func:`export_any` converts a LoRA from elsewhere (``make export LORA=...``).
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from charlora.base_models import BASE_MODELS, TINY
+from charlora import layout
 from charlora.errors import PipelineError
-from charlora.flux2_layers import USED_BY
-from charlora.fileio import sha256_file
-from charlora.lora_formats import Lora, normalise_format, read_lora, write_lora
-from charlora.lora_verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers, transformer_geometry
-from charlora.params import TinyModelParams
+from charlora.fileio import sha256_file, staged_dir, write_json
+from charlora.lora.formats import FORMATS, Lora, normalise_format, read_lora, write_lora
+from charlora.lora.verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers, transformer_geometry
+from charlora.models.flux2_layers import USED_BY
+from charlora.models.registry import BASE_MODELS, TINY, get_base_model
+from charlora.params import Params, TinyModelParams
 
 # Formats diffusers' FLUX.2 loader reads (mflux keys are not among them: `attn.to_out` vs `attn.to_out.0`).
 DIFFUSERS_LOADABLE = ("diffusers", "comfyui", "kohya")
@@ -55,13 +57,12 @@ class ExportedFile:
 
 def base_geometry(base_model: str, tiny: TinyModelParams) -> dict[str, Any]:
     """The transformer geometry of ``base_model`` (the tiny model's from its params)."""
-    if base_model == TINY:
-        from charlora.tiny_model import register_tiny_model
+    spec = get_base_model(base_model)
+    if spec.name == TINY:
+        from charlora.models.tiny import register_tiny_model
 
         register_tiny_model(tiny)
-    if base_model not in BASE_MODELS:
-        raise PipelineError(f"base model '{base_model}' is not known. Use one of: {', '.join(BASE_MODELS)}.")
-    return transformer_geometry(BASE_MODELS[base_model].mflux_name)
+    return transformer_geometry(spec.mflux_name)
 
 
 def layer_shape(path: str, geometry: dict[str, Any]) -> tuple[int, int]:
@@ -174,3 +175,51 @@ def report_for(results: dict[str, list[ExportedFile]]) -> dict[str, Any]:
     report["all_verified"] = all(r.verified for files in results.values() for r in files)
     report["used_by"] = {fmt: USED_BY[fmt] for fmt in sorted({r.format for files in results.values() for r in files})}
     return report
+
+
+def export_pipeline_adapters(params: Params, report: Callable[[str], None]) -> list[ExportedFile]:
+    """The export stage: the best and final adapter in ``export.formats`` into ``models/export``, verified.
+
+    Writes ``metrics/export.json`` and ``models/export/report.json``; raises if a file failed a check.
+    """
+    name = params.character.name
+    geometry = base_geometry(params.base_model.name, params.tiny_model)
+    sources = {"best": layout.LORA_DIR / f"{name}-best.safetensors", "final": layout.LORA_DIR / f"{name}.safetensors"}
+    for source in sources.values():
+        if not source.is_file():
+            raise PipelineError(f"{source} is missing. Run the pipeline up to evaluate first: dvc repro evaluate.")
+    results = {}
+    with staged_dir(layout.EXPORT_DIR) as staging:
+        for role, source in sources.items():
+            results[role] = export_adapter(source, staging, source.stem, params.export.formats, geometry,
+                                           lambda message: report(message.replace(str(staging), str(layout.EXPORT_DIR))))
+            for result in results[role]:  # the report names the files where they end up
+                result.path = layout.EXPORT_DIR / result.path.name
+        write_json(layout.METRICS_DIR / "export.json", metrics_for(results))
+        _finish(results, staging / layout.EXPORT_REPORT_NAME)
+    return [r for files in results.values() for r in files]
+
+
+def export_any(lora: Path, formats: str | None, base: str, out_dir: Path, tiny: TinyModelParams,
+               report: Callable[[str], None]) -> tuple[list[ExportedFile], Path]:
+    """Convert a LoRA from elsewhere into ``formats`` (default: all but its own) in ``out_dir``, verified.
+
+    ``base`` is a base model name or ``auto`` (guessed from the layer shapes). Returns the files and the report path.
+    """
+    original = read_lora(lora)
+    wanted = [normalise_format(f) for f in formats.split(",")] if formats else [
+        f for f in FORMATS if f != original.source_format]
+    base_model = guess_base_model(original, tiny, lora) if base == "auto" else base
+    report(f"{lora}: {original.source_format} keys, {len(original.layers)} layers, base model {base_model}")
+    results = {"input": export_adapter(lora, out_dir, lora.stem, wanted, base_geometry(base_model, tiny), report)}
+    report_path = out_dir / f"{lora.stem}.export.json"
+    _finish(results, report_path)
+    return results["input"], report_path
+
+
+def _finish(results: dict[str, list[ExportedFile]], report_path: Path) -> None:
+    write_json(report_path, report_for(results))
+    problems = [message for role in results.values() for message in failures(role)]
+    if problems:
+        raise PipelineError("export verification failed, the failing files were deleted:\n  " + "\n  ".join(problems)
+                            + "\nThis is a bug in the converter; please report it with the LoRA file.")

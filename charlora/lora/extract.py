@@ -1,83 +1,24 @@
 """extract: the LoRA adapter out of mflux's checkpoint zips, with provenance metadata.
 
 mflux stores each checkpoint as a zip holding ``NNNNNNN_adapter.safetensors`` next to optimizer
-and iterator state. We copy the adapter out byte for byte in its tensor data and only rewrite the
-safetensors header's ``__metadata__``, so the tensors are provably unchanged.
+and iterator state. The adapter is copied out byte for byte in its tensor data; only the
+safetensors header's ``__metadata__`` is rewritten (:mod:`charlora.lora.safetensors`), so the
+tensors are provably unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import struct
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from charlora.errors import PipelineError
-from charlora.fileio import utc_now
-
-_HEADER_LENGTH = struct.Struct("<Q")
-
-
-def read_safetensors_header(data: bytes) -> tuple[dict, int]:
-    """(header dict, offset where tensor data starts) of safetensors bytes."""
-    if len(data) < 8:
-        raise ValueError("not a safetensors file (shorter than 8 bytes)")
-    (length,) = _HEADER_LENGTH.unpack_from(data)
-    if length > len(data) - 8:
-        raise ValueError("not a safetensors file (header longer than the file)")
-    return json.loads(data[8 : 8 + length]), 8 + length
-
-
-def with_metadata(data: bytes, metadata: dict[str, str]) -> bytes:
-    """The same safetensors bytes with ``metadata`` merged into ``__metadata__`` (tensor bytes untouched)."""
-    header, start = read_safetensors_header(data)
-    merged = {**header.get("__metadata__", {}), **{k: str(v) for k, v in metadata.items()}}
-    return _safetensors_bytes({**header, "__metadata__": merged}, data[start:])
-
-
-def _safetensors_bytes(header: dict, tensor_data: bytes) -> bytes:
-    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    encoded += b" " * (-len(encoded) % 8)  # keep tensor data 8-byte aligned, as the format recommends
-    return _HEADER_LENGTH.pack(len(encoded)) + encoded + tensor_data
-
-
-def with_lora_alpha(data: bytes, alpha: float | None) -> bytes:
-    """The same adapter with a ``<layer>.alpha`` scalar for every LoRA pair (``alpha`` None: unchanged).
-
-    mflux trains each layer at scale alpha / rank but saves only ``lora_A``/``lora_B``, so its own loader
-    (and every other) would apply the adapter at scale 1. mflux's loader, like kohya's, reads a layer's
-    ``.alpha`` and multiplies ``lora_B`` by alpha / rank. The scalars are appended after the existing
-    tensor data, which stays byte for byte as it was.
-    """
-    if alpha is None:
-        return data
-    header, start = read_safetensors_header(data)
-    end = max((info["data_offsets"][1] for name, info in header.items() if name != "__metadata__"), default=0)
-    value = struct.pack("<f", float(alpha))
-    added = {}
-    for name in sorted(k for k in header if k.endswith(".lora_A.weight")):
-        added[name.removesuffix(".lora_A.weight") + ".alpha"] = {
-            "dtype": "F32", "shape": [], "data_offsets": [end + 4 * len(added), end + 4 * len(added) + 4]}
-    return _safetensors_bytes({**header, **added}, data[start : start + end] + value * len(added))
-
-
-def tensors_sha256(data: bytes) -> str:
-    """sha256 over tensor names, dtypes, shapes and bytes: equal for equal weights, whatever the metadata."""
-    header, start = read_safetensors_header(data)
-    digest = hashlib.sha256()
-    for name in sorted(k for k in header if k != "__metadata__"):
-        info = header[name]
-        begin, end = info["data_offsets"]
-        digest.update(json.dumps([name, info["dtype"], info["shape"]]).encode("utf-8"))
-        digest.update(data[start + begin : start + end])
-    return digest.hexdigest()
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    with open(path, "rb") as handle:
-        (length,) = _HEADER_LENGTH.unpack(handle.read(8))
-        return json.loads(handle.read(length)).get("__metadata__", {})
+from charlora.fileio import read_json, staged_dir, utc_now, write_bytes_atomic
+from charlora.lora.safetensors import tensors_sha256, with_lora_alpha, with_metadata
+from charlora.models.registry import get_base_model
+from charlora.params import Params
+from charlora.train.checkpoints import RUN_SUBDIR, checkpoint_step, good_checkpoints
 
 
 def adapter_from_checkpoint(checkpoint: Path) -> bytes:
@@ -104,8 +45,9 @@ def trained_alpha(config: dict) -> float | None:
 
 def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_model_repo: str) -> dict[str, str]:
     """Metadata written into every extracted adapter."""
-    import mlx.core as mx
     from importlib.metadata import version
+
+    import mlx.core as mx
 
     targets = config["lora_layers"]["targets"]
     alpha = trained_alpha(config)
@@ -128,3 +70,31 @@ def provenance(config: dict, fingerprint: dict, step: int, trigger: str, base_mo
         "mlx_version": mx.__version__,
         "created_at": utc_now(),
     }
+
+
+def extract_adapters(params: Params, training_dir: Path, lora_dir: Path, report: Callable[[str], None]) -> dict:
+    """Write every checkpoint's adapter to ``lora_dir/checkpoints`` and the last one as ``lora_dir/<name>.safetensors``.
+
+    Returns ``metrics/extract.json``: the final adapter and every checkpoint's file and ``tensors_sha256``.
+    """
+    name, trigger = params.character.name, params.character.trigger
+    config = read_json(training_dir / "config.json")
+    fingerprint = read_json(training_dir / "fingerprint.json")
+    checkpoints = good_checkpoints(training_dir / RUN_SUBDIR, report)
+    if not checkpoints:
+        raise PipelineError(f"no checkpoints in {training_dir / RUN_SUBDIR}. Run training first: dvc repro train.")
+    base_repo = get_base_model(params.base_model.name).hf_repo
+    alpha = trained_alpha(config)
+    entries = []
+    checkpoints_dir = lora_dir / "checkpoints"
+    with staged_dir(checkpoints_dir) as staging:
+        for checkpoint in checkpoints:
+            step = checkpoint_step(checkpoint)
+            adapter = with_lora_alpha(adapter_from_checkpoint(checkpoint), alpha)
+            data = with_metadata(adapter, provenance(config, fingerprint, step, trigger, base_repo))
+            file_name = f"{name}-step{step:06d}.safetensors"
+            (staging / file_name).write_bytes(data)
+            entries.append({"step": step, "file": str(checkpoints_dir / file_name), "tensors_sha256": tensors_sha256(data)})
+    final = lora_dir / f"{name}.safetensors"
+    write_bytes_atomic(final, Path(entries[-1]["file"]).read_bytes())
+    return {"final": {**entries[-1], "file": str(final)}, "checkpoints": entries}

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from charlora.errors import PipelineError
-from charlora.flux2_layers import (DIFFUSERS_RENAMES, DOUBLE_BLOCK_LAYERS, DOUBLE_TARGETS, LORA_FORMATS,
+from charlora.models.flux2_layers import (DIFFUSERS_RENAMES, DOUBLE_BLOCK_LAYERS, DOUBLE_TARGETS, LORA_FORMATS,
                                    SINGLE_BLOCK_LAYERS, SINGLE_TARGETS)
 
 FORMATS = LORA_FORMATS

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from charlora.errors import PipelineError
-from charlora.lora_formats import Lora, LoraLayer, group_native, native_layer, normalise_format
+from charlora.lora.formats import Lora, LoraLayer, group_native, native_layer, normalise_format
 
 ADAPTER_NAME = "export_check"
 # Geometries with more parameters than this are checked without base weights (no forward pass).
@@ -137,7 +137,7 @@ def transformer_geometry(mflux_name: str) -> dict[str, Any]:
 
     mflux's ``Flux2Transformer`` has the same constructor arguments as diffusers'
     ``Flux2Transformer2DModel``: its defaults plus the model's registry overrides describe the model.
-    (The tiny model's entry must be registered first: charlora.tiny_model.register_tiny_model.)
+    (The tiny model's entry must be registered first: charlora.models.tiny.register_tiny_model.)
     """
     from mflux.models.common.config.model_config import AVAILABLE_MODELS
     from mflux.models.flux2.model.flux2_transformer.transformer import Flux2Transformer

@@ -1,11 +1,11 @@
 """The linear layers of FLUX.2 Klein's transformer blocks, as mflux/diffusers and as BFL name them.
 
 The one table the train stage (which layers can carry a LoRA) and the format converter
-(:mod:`charlora.lora_formats`) share. mflux and diffusers use the same names except for the
+(:mod:`charlora.lora.formats`) share. mflux and diffusers use the same names except for the
 double block's output projection; BFL's layout (ComfyUI, kohya) fuses query, key and value.
 """
 
-# The key formats charlora.lora_formats reads and writes.
+# The key formats charlora.lora.formats reads and writes.
 LORA_FORMATS = ("mflux", "diffusers", "comfyui", "kohya")
 # Which file is for which tool (README, model card).
 USED_BY = {

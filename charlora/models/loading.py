@@ -1,31 +1,40 @@
-"""Loading FLUX.2 Klein through mflux for generation, with or without LoRA adapters."""
+"""Loading FLUX.2 Klein through mflux, with or without LoRA adapters, quietly."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from charlora.base_models import TINY, get_base_model
+from charlora.models.registry import TINY, get_base_model
 from charlora.params import TinyModelParams
+from charlora.progress import silenced
+
+
+def model_config(model_name: str, tiny: TinyModelParams | None = None) -> Any:
+    """mflux's ``ModelConfig`` for ``model_name``; the tiny model's entry is registered from ``tiny`` first."""
+    from mflux.models.common.config.model_config import ModelConfig
+
+    spec = get_base_model(model_name)
+    if spec.name != TINY:
+        return ModelConfig.from_name(spec.mflux_name)
+    from charlora.models.tiny import register_tiny_model
+
+    if tiny is None:
+        raise ValueError("the tiny model needs its TinyModelParams to register its geometry")
+    return register_tiny_model(tiny)
 
 
 def load_flux2(model_name: str, model_path: str | Path | None, tiny: TinyModelParams | None = None,
-               lora_paths: list[Path] | None = None, lora_scales: list[float] | None = None, bake_lora: bool = False):
-    """An mflux ``Flux2Klein`` for ``model_name`` (a key of :data:`charlora.base_models.BASE_MODELS`).
+               lora_paths: list[Path] | None = None, lora_scales: list[float] | None = None, bake_lora: bool = False) -> Any:
+    """An mflux ``Flux2Klein`` for ``model_name`` (a key of :data:`charlora.models.registry.BASE_MODELS`).
 
     The LoRA is kept as separate layers (``bake_lora=False``) so that small updates are applied in
-    full rather than rounded away in bfloat16 base weights.
+    full rather than rounded away in bfloat16 base weights. mflux's loading banners are silenced.
     """
-    from mflux.models.common.config.model_config import ModelConfig
     from mflux.models.flux2.variants import Flux2Klein
 
-    spec = get_base_model(model_name)
-    if spec.name == TINY:
-        from charlora.tiny_model import register_tiny_model
-
-        if tiny is None:
-            raise ValueError("the tiny model needs its TinyModelParams to register its geometry")
-        config = register_tiny_model(tiny)
-    else:
-        config = ModelConfig.from_name(spec.mflux_name)
-    return Flux2Klein(model_config=config, model_path=None if model_path is None else str(model_path),
-                      lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales, bake_lora=bake_lora)
+    config = model_config(model_name, tiny)
+    with silenced():
+        return Flux2Klein(model_config=config, model_path=None if model_path is None else str(model_path),
+                          lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales,
+                          bake_lora=bake_lora)

@@ -19,14 +19,14 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from charlora.base_models import TINY
+from charlora.models.registry import TINY
 from charlora.params import TinyModelParams
 
 TEXT_ENCODER_LAYERS = 28  # the prompt encoder stacks hidden states 9, 18 and 27
 TEXT_HEAD_DIM = 16
 
 # Words the tokenizer learns merges from: enough English for captions and prompts to tokenize sensibly.
-_CORPUS_WORDS = """
+CORPUS_WORDS = """
 a an the of and with in on at under beside next to between from by for its his her their is are
 round orange fox creature character teal scarf white star mark forehead cream belly tail ears eyes
 standing sitting walking running jumping waving looking smiling happy calm surprised sad angry sleepy
@@ -105,7 +105,7 @@ def build_tokenizer(vocab_size: int):
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    lines = [line.strip() for line in _CORPUS_WORDS.strip().splitlines()]
+    lines = [line.strip() for line in CORPUS_WORDS.strip().splitlines()]
     bpe.train_from_iterator(lines * 4, trainer=trainer)
     tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    unk_token=None, bos_token=None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from charlora.tiny_model import _CORPUS_WORDS
+from charlora.models.tiny import CORPUS_WORDS
 
 
 def build_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
@@ -22,7 +22,7 @@ def build_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
     bpe.normalizer = normalizers.Lowercase()
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    lines = [line.strip() for line in _CORPUS_WORDS.strip().splitlines()]
+    lines = [line.strip() for line in CORPUS_WORDS.strip().splitlines()]
     bpe.train_from_iterator(lines * 4, trainer=trainers.BpeTrainer(
         vocab_size=512, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     bpe.post_processor = processors.TemplateProcessing(

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_url
 from huggingface_hub.errors import (EntryNotFoundError, HfHubHTTPError, RemoteEntryNotFoundError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
 from charlora.errors import PipelineError
-from charlora.retry import RetryPolicy
+from charlora.publish.retry import RetryPolicy
 
 VERSIONS_FILE = "versions.json"
 
@@ -43,7 +43,8 @@ class HubRelease:
     download_url: str  # the adapter, pinned to ``commit``
 
     def file_url(self, endpoint: str, path_in_repo: str) -> str:
-        return f"{endpoint}/{self.repo_id}/resolve/{self.commit}/{path_in_repo}"
+        """The download URL of ``path_in_repo``, pinned to this release's commit."""
+        return hf_hub_url(self.repo_id, path_in_repo, revision=self.commit, endpoint=endpoint)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -104,7 +105,7 @@ class HubPublisher:
         return HubRelease(self.repo_id, version, info.oid, True, self._url(info.oid, adapter.path_in_repo))
 
     def _url(self, commit: str, path_in_repo: str) -> str:
-        return f"{self.api.endpoint}/{self.repo_id}/resolve/{commit}/{path_in_repo}"
+        return hf_hub_url(self.repo_id, path_in_repo, revision=commit, endpoint=self.api.endpoint)
 
     def _read_versions(self) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
@@ -125,7 +126,7 @@ class HubPublisher:
 
     def _commit_holding(self, adapter: UploadFile) -> str:
         """The newest commit whose ``adapter.path_in_repo`` is this adapter (for the pinned URL)."""
-        url = f"{self.api.endpoint}/{self.repo_id}/resolve/main/{adapter.path_in_repo}"
+        url = hf_hub_url(self.repo_id, adapter.path_in_repo, revision="main", endpoint=self.api.endpoint)
         metadata = self._call("read file metadata", lambda: self.api.get_hf_file_metadata(url=url))
         if metadata.etag != adapter.sha256 or not metadata.commit_hash:
             raise PipelineError(

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 from runware import IImageInference, ILora, IModelSearch, IUploadModelLora, Runware
 from runware.utils import BASE_RUNWARE_URLS, Environment, RunwareAPIError
 
 from charlora.errors import PipelineError
 from charlora.fileio import write_bytes_atomic
-from charlora.retry import RetryPolicy
+from charlora.publish.retry import RetryPolicy
 
 T = TypeVar("T")
 DEFAULT_URL = BASE_RUNWARE_URLS[Environment.PRODUCTION]
@@ -131,7 +131,7 @@ class RunwareClient:
 
         image = self._run(f"image for '{prompt[:40]}'", infer)
         data = self.retry.run(lambda: _download(image.imageURL, self.timeout_s), what="runware: image download",
-                              transient=lambda e: isinstance(e, OSError), report=self.report, redact=self.redact)
+                              transient=download_is_transient, report=self.report, redact=self.redact)
         write_bytes_atomic(out, data)
         return {"prompt": prompt, "seed": seed, "image": str(out), "image_uuid": image.imageUUID, "cost": image.cost}
 
@@ -151,6 +151,15 @@ async def _quietly_disconnect(client: Runware) -> None:
         pass
 
 
+def download_is_transient(error: BaseException) -> bool:
+    """Worth retrying a download: a dropped connection, a timeout or a 5xx; never a 4xx (it will not change)."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.status_code >= 500
+    return isinstance(error, httpx.TransportError)
+
+
 def _download(url: str, timeout_s: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (URL from Runware's answer)
-        return response.read()
+    """The bytes at ``url`` (an image URL from Runware's answer); an HTTP error status raises."""
+    response = httpx.get(url, timeout=timeout_s, follow_redirects=True)
+    response.raise_for_status()
+    return response.content

@@ -2,7 +2,7 @@
 
 from dataclasses import replace
 
-from charlora.dataset import heldout_names, merge
+from charlora.data.merge import heldout_names, merge
 from charlora.fileio import write_json
 from tests.conftest import noise_image
 

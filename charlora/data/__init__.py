@@ -1,0 +1,1 @@
+"""The training data: raw pictures cleaned (preprocess), captioned (caption) and laid out for mflux (merge)."""

@@ -1,0 +1,51 @@
+"""mflux's training config (the ``mflux-train --config`` JSON schema) from the effective settings."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from charlora.models.registry import BaseModelSpec
+from charlora.train.settings import TrainSettings
+
+
+def lora_targets(settings: TrainSettings) -> list[dict]:
+    """mflux ``lora_layers.targets`` entries for the double- and single-stream block ranges."""
+    targets = []
+    for prefix, names, (start, end) in (("transformer_blocks", settings.double_targets, settings.double_blocks),
+                                        ("single_transformer_blocks", settings.single_targets, settings.single_blocks)):
+        for name in names:
+            target = {"module_path": f"{prefix}.{{block}}.{name}", "blocks": {"start": start, "end": end},
+                      "rank": settings.rank}
+            if settings.alpha is not None:
+                target["alpha"] = settings.alpha
+            targets.append(target)
+    return targets
+
+
+def mflux_config(settings: TrainSettings, model: BaseModelSpec, model_path: str | None, data_dir: Path,
+                 config_path: Path, run_dir: Path) -> dict:
+    """mflux's training config (``mflux-train --config`` schema) for these settings.
+
+    ``data`` is relative to the config file, as mflux resolves it; ``output_path`` to the project root.
+    """
+    config = {
+        "model": model.mflux_name,
+        "model_path": model_path,
+        "data": os.path.relpath(data_dir, config_path.parent),
+        "seed": settings.seed,
+        "steps": settings.steps,
+        "guidance": settings.guidance,
+        "quantize": settings.quantize,
+        "max_resolution": settings.resolution,
+        "low_ram": settings.low_ram,
+        "training_loop": {"num_epochs": settings.epochs, "batch_size": settings.batch_size,
+                          "timestep_low": settings.timestep_low, "timestep_high": settings.timestep_high},
+        "optimizer": {"name": settings.optimizer, "learning_rate": settings.learning_rate},
+        "checkpoint": {"save_frequency": settings.checkpoint_every, "output_path": run_dir.as_posix()},
+        "lora_layers": {"targets": lora_targets(settings)},
+    }
+    if settings.preview_every > 0:
+        config["monitoring"] = {"preview_width": settings.preview_resolution, "preview_height": settings.preview_resolution,
+                                "plot_frequency": settings.preview_every, "generate_image_frequency": settings.preview_every}
+    return config

@@ -1,0 +1,85 @@
+"""The project modules each stage runs: the transitive import closure of ``stages/<stage>.py``.
+
+A stage's code deps in dvc.yaml must be exactly this closure, so that editing any module a stage
+runs reruns that stage, and editing one it does not run reruns nothing (tests/test_stage_deps.py
+enforces it). Imports are read with ``ast``, including those inside functions; a package on the
+way brings its ``__init__.py``.
+
+    python tools/stage_deps.py            # every stage's code deps, as dvc.yaml lists them
+    python tools/stage_deps.py train      # one stage
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("charlora",)  # top-level project packages whose modules count as code deps
+
+
+def module_file(name: str, root: Path = ROOT) -> Path | None:
+    """The file of project module ``name`` (``a.b`` -> ``a/b.py`` or ``a/b/__init__.py``), or None."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = root.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Dotted names of the project modules ``path`` imports anywhere (``from a import b`` may import module ``a.b``)."""
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(filter(None, [*parent, base]))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return {name for name in names if module_file(name, root) is not None}
+
+
+def with_packages(name: str) -> set[str]:
+    """``a.b.c`` and the packages it lives in (``a``, ``a.b``), whose ``__init__.py`` run first."""
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+
+
+def closure(script: Path, root: Path = ROOT) -> set[Path]:
+    """``script`` and every project module it runs, transitively, as paths relative to ``root``."""
+    seen: set[str] = set()
+    todo = [name for imported in imported_modules(script, root) for name in with_packages(imported)]
+    while todo:
+        name = todo.pop()
+        if name in seen or module_file(name, root) is None:
+            continue
+        seen.add(name)
+        todo.extend(n for imported in imported_modules(module_file(name, root), root) for n in with_packages(imported))
+    return {script.relative_to(root)} | {module_file(name, root).relative_to(root) for name in seen}
+
+
+def stage_scripts(root: Path = ROOT) -> dict[str, Path]:
+    """Stage name -> ``stages/<stage>.py``."""
+    return {path.stem: path for path in sorted((root / "stages").glob("*.py"))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("stages", nargs="*", help="stage names (default: all)")
+    scripts = stage_scripts()
+    for stage in parser.parse_args().stages or scripts:
+        print(f"{stage}:")
+        for path in sorted(closure(scripts[stage]), key=lambda p: (p.parts[0] != "stages", str(p))):
+            print(f"      - {path.as_posix()}")
+
+
+if __name__ == "__main__":
+    main()
