@@ -23,6 +23,7 @@ import yaml
 
 from charlora.errors import PipelineError
 from charlora.layout import project_path
+from charlora.models.registry import get_base_model
 from charlora.models.flux2_layers import DOUBLE_TARGETS, LORA_FORMATS, SINGLE_TARGETS
 
 PARAMS_FILE = Path("params.yaml")
@@ -220,7 +221,9 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
     """Build :class:`Params` from a parsed YAML mapping, validating every key."""
     # Every key is checked, the top level included: an unknown section (a typo, or one of dvc's own
     # sections such as `plots`, which belong in dvc.yaml) is an error naming it.
-    return _build(Params, raw, prefix="", source=source)
+    params = _build(Params, raw, prefix="", source=source)
+    get_base_model(params.base_model.name)  # an unknown or distilled name: a PipelineError naming the choices
+    return params
 
 
 def check_local_paths(params: Params, root: Path) -> None:

@@ -44,6 +44,7 @@ def sample_raw_dir() -> Path:
     """The shipped sample character, drawn once per process by tools/make_sample_character.py."""
     spec = importlib.util.spec_from_file_location("make_sample_character", ROOT / "tools" / "make_sample_character.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     out = Path(tempfile.mkdtemp(prefix="charlora-sample-")) / "raw"
     module.write_sample(out)
@@ -187,7 +188,8 @@ def pipeline_run(tmp_path_factory, tiny_florence2) -> tuple[Path, str]:
     Tests that change the project work on their own :func:`clone_project` of it.
     """
     project = fast_copy(tmp_path_factory.mktemp("pipeline") / "project", tiny_florence2)
-    return project, run(["dvc", "repro"], project).stdout
+    result = run(["dvc", "repro"], project)
+    return project, result.stdout + result.stderr
 
 
 def clone_project(source: Path, target: Path) -> Path:

@@ -11,9 +11,11 @@ from PIL import Image
 from charlora.fileio import read_json, sha256_file
 from tests.conftest import noise_image, run, update_params
 
+pytestmark = pytest.mark.slow  # each runs stage scripts in a subprocess
+
 
 def raw_hashes(project):
-    return {p.name: sha256_file(p) for p in sorted((project / "data/raw").iterdir())}
+    return {p.name: sha256_file(p) for p in sorted((project / "data/raw").iterdir()) if not p.is_symlink()}
 
 
 def stage(project, name):
@@ -96,3 +98,39 @@ def test_bad_training_setup_fails_before_loading_the_model(project, updates, mes
     result = stage(project, "train")
     assert_clean_failure(result, message)
     assert not (project / "models/training").exists()
+
+
+def test_symlinks_out_of_data_raw_are_rejected_and_never_copied(project, tmp_path):
+    outside = tmp_path / "outside"
+    (outside / "more").mkdir(parents=True)
+    (outside / "notes.txt").write_text("a private text file outside the project")
+    noise_image(outside / "more" / "extra.png", (700, 700), seed=21)
+    raw = project / "data/raw"
+    (raw / "escape.png").symlink_to(outside / "notes.txt")
+    (raw / "more").symlink_to(outside / "more", target_is_directory=True)
+    result = stage(project, "preprocess")
+    assert result.returncode == 0, result.stderr
+    reasons = {r["source"]: r["reason"] for r in read_json(project / "metrics/preprocess.json")["rejects"]}
+    assert reasons["escape.png"].startswith(f"symlink to {outside / 'notes.txt'} outside data/raw")
+    assert reasons["more"].startswith(f"symlink to {outside / 'more'} (a folder) outside data/raw")
+    assert "rejected escape.png: symlink to" in result.stdout and "(not read, not copied)" in result.stdout
+    rejected = project / "data/rejected"
+    assert not rejected.exists() or not {"escape.png", "more"} & {p.name for p in rejected.iterdir()}
+    for path in (project / "data").rglob("*"):  # the stage outputs (data/raw itself holds the links)
+        if path.is_file() and raw not in path.parents:
+            assert b"private text file" not in path.read_bytes(), path
+
+
+def test_a_data_raw_symlinked_outside_the_project_stops_with_a_clear_error(project, tmp_path):
+    (project / "data/raw").rename(tmp_path / "pictures")
+    (project / "data/raw").symlink_to(tmp_path / "pictures", target_is_directory=True)
+    result = stage(project, "preprocess")
+    assert_clean_failure(result, "data/raw leads outside the project folder")
+    assert not (project / "data/processed").exists()
+
+
+def test_a_model_folder_outside_the_project_is_refused(project, tmp_path):
+    (tmp_path / "florence").mkdir()
+    update_params(project, {"caption.model": str(tmp_path / "florence")})
+    result = stage(project, "preprocess")
+    assert_clean_failure(result, "'caption.model' is", "leads outside the project folder", "Move or copy it into the project")

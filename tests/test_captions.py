@@ -64,6 +64,7 @@ class CountingFactory:
         return captioner
 
 
+@pytest.mark.slow
 def test_florence2_captions_and_cache_reuse(tmp_path, processed, florence_params):
     cache = tmp_path / "cache"
     first = CountingFactory()
@@ -98,13 +99,13 @@ def test_florence2_captions_and_cache_reuse(tmp_path, processed, florence_params
     assert len(third.captioned) == 3
 
 
-def test_missing_model_gives_a_clear_error(tmp_path, florence_params):
+def test_missing_model_gives_a_clear_error(tmp_path, project_params):
     with pytest.raises(PipelineError, match="could not load the captioner model"):
-        Florence2Captioner(replace(florence_params, model=str(tmp_path / "no-such-model")))
+        Florence2Captioner(replace(project_params.caption, model=str(tmp_path / "no-such-model"), device="cpu"))
 
 
-def test_captioner_none_requires_user_captions(tmp_path, processed, florence_params):
+def test_captioner_none_requires_user_captions(tmp_path, processed, project_params):
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(PipelineError, match=r"img1.png has no caption .*data/raw/img1.txt"):
-        caption_images(processed, out, tmp_path / "cache", replace(florence_params, captioner="none"), "brmbl")
+        caption_images(processed, out, tmp_path / "cache", replace(project_params.caption, captioner="none"), "brmbl")

@@ -11,7 +11,7 @@ import pytest
 from charlora.errors import PipelineError
 from charlora.evaluate.clip_metrics import diversity, identity, prompt_fit, score
 from charlora.evaluate.heldout import ValidationLoss, spread_timesteps
-from charlora.evaluate.run import pick_best, shortlist
+from charlora.evaluate.run import pick_best, resolve_sampling, shortlist
 from charlora.evaluate.sheets import contact_sheet
 from charlora.lora.extract import adapter_from_checkpoint
 from charlora.train.checkpoints import RUN_SUBDIR, good_checkpoints
@@ -63,6 +63,7 @@ def test_contact_sheet_layout():
     assert sheet.getpixel((110 + 64 + 32, 92 + 32)) == (255, 255, 255)  # row 2 has one image
 
 
+@pytest.mark.slow
 def test_validation_loss_is_deterministic_and_sees_the_lora(trained, tmp_path):
     params, root, _ = trained
     config = json.loads((root / "training" / "config.json").read_text())
@@ -81,6 +82,7 @@ def test_validation_loss_is_deterministic_and_sees_the_lora(trained, tmp_path):
     assert other_noise.score(pairs, None) != base
 
 
+@pytest.mark.slow
 def test_lora_changes_generated_latents_and_generation_is_repeatable(trained, tiny_flux2):
     """Same seed and prompt: the LoRA moves the sampler's final latents (compared in float, not on PNGs)."""
     import numpy as np
@@ -100,3 +102,13 @@ def test_lora_changes_generated_latents_and_generation_is_repeatable(trained, ti
     assert first.image.size == (32, 32)
     assert np.array_equal(first.latents, repeat.latents)
     assert np.abs(with_lora.latents - first.latents).max() > 1e-6
+
+
+def test_sampling_params_set_to_zero_are_honoured_and_null_takes_the_model_default(project_params):
+    from charlora.models.registry import get_base_model
+
+    defaults = get_base_model("flux2-klein-base-4b").sampling
+    assert resolve_sampling(project_params.evaluate, defaults).guidance == 4.0  # null: the model's
+    zero = replace(project_params.evaluate, guidance=0.0, steps=1, resolution=16, max_prompts=1, image_checkpoints=1,
+                   clip_model="models/base/clip-tiny")
+    assert resolve_sampling(zero, defaults) == type(resolve_sampling(zero, defaults))(1, 0.0, 16, 1, 1, "models/base/clip-tiny")

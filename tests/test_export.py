@@ -199,6 +199,7 @@ def test_the_checks_catch_wrong_files(tiny_geometry, tmp_path):
     assert wrong.loaded and not wrong.ok and wrong.max_abs_error > 1e-3
 
 
+@pytest.mark.slow
 def test_real_4b_geometry_is_checked_without_its_weights(project_params, tmp_path):
     geometry = base_geometry("flux2-klein-base-4b", project_params.tiny_model)
     assert (geometry["num_layers"], geometry["num_single_layers"], geometry["num_attention_heads"]) == (5, 20, 24)
@@ -221,12 +222,13 @@ def test_export_adapter_refuses_a_lora_for_another_base_model(project_params, ti
     assert not (tmp_path / "out").exists()
 
 
-def test_make_export_converts_a_lora_from_elsewhere_and_rejects_a_bad_one(tiny_geometry, tmp_path):
+@pytest.mark.slow
+def test_make_export_converts_a_lora_from_elsewhere_and_rejects_a_bad_one(tiny_geometry, project, tmp_path):
     theirs = tmp_path / "their_lora.safetensors"
     original = random_lora(tiny_geometry, seed=9, scale=0.75)
     write_lora(original, "comfyui", theirs)
     out = tmp_path / "exports"
-    result = run(["make", "-s", "export", f"LORA={theirs}", f"OUT={out}"], ROOT, timeout=600)
+    result = run(["make", "-s", "export", f"LORA={theirs}", f"OUT={out}", f"VENV={ROOT / '.venv'}"], project, timeout=600)
     assert "base model flux2-klein-tiny" in result.stdout
     written = sorted(p.name for p in out.glob("*.safetensors"))
     assert written == ["their_lora.diffusers.safetensors", "their_lora.kohya.safetensors", "their_lora.mflux.safetensors"]
@@ -239,13 +241,14 @@ def test_make_export_converts_a_lora_from_elsewhere_and_rejects_a_bad_one(tiny_g
     tensors["diffusion_model.img_in.lora_A.weight"] = torch.zeros(2, 2)
     bad = tmp_path / "bad.safetensors"
     save_file(tensors, str(bad))
-    failed = run([sys.executable, "stages/export.py", "--lora", str(bad), "--out-dir", str(tmp_path / "bad_out")], ROOT,
+    failed = run([sys.executable, "stages/export.py", "--lora", str(bad), "--out-dir", str(tmp_path / "bad_out")], project,
                  check=False)
     assert failed.returncode == 1
     assert "diffusion_model.img_in.lora_A.weight" in failed.stderr and "Nothing was converted" in failed.stderr
     assert not list((tmp_path / "bad_out").glob("*.safetensors"))
 
 
+@pytest.mark.slow
 def test_pipeline_exports_are_verified_and_published(pipeline_run):
     project, out = pipeline_run
     assert "Running stage 'export'" in out

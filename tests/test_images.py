@@ -24,9 +24,12 @@ def run_preprocess(tmp_path, raw, params):
     out, rejected = tmp_path / "out", tmp_path / "rejected"
     out.mkdir(exist_ok=True)
     rejected.mkdir(exist_ok=True)
-    before = {p.name: sha256_file(p) for p in raw.iterdir()}
+    def hashes():  # the raw files themselves (a symlink's target is not this test's to read either)
+        return {p.name: sha256_file(p) for p in raw.iterdir() if p.is_file() and not p.is_symlink()}
+
+    before = hashes()
     report = preprocess(raw, out, rejected, params)
-    assert {p.name: sha256_file(p) for p in raw.iterdir()} == before, "raw files must never change"
+    assert hashes() == before, "raw files must never change"
     return report, out, rejected
 
 
@@ -174,3 +177,61 @@ def test_empty_folder_and_nothing_usable_are_errors(tmp_path, prep_params):
     (raw / "bad.jpg").write_text("nope")
     with pytest.raises(PipelineError, match="none of the 1 files"):
         run_preprocess(tmp_path, raw, prep_params)
+
+
+def test_symlinks_leading_outside_the_raw_folder_are_rejected_unread(tmp_path, prep_params):
+    """A symlink to a file, or a symlinked folder, outside the raw folder: its own reason, never opened or copied."""
+    outside = tmp_path / "outside"
+    secret = outside / "secret.txt"
+    outside.mkdir()
+    secret.write_text("private notes, not a picture")
+    noise_image(outside / "album" / "pose.png", (300, 300), seed=8)
+    raw = tmp_path / "raw"
+    noise_image(raw / "good.png", (300, 300), seed=1)
+    noise_image(raw / "inside.png", (300, 300), seed=2)
+    (raw / "escape.png").symlink_to(secret)
+    (raw / "album").symlink_to(outside / "album", target_is_directory=True)
+    (raw / "z_alias.png").symlink_to(raw / "inside.png")  # a link inside the raw folder is an ordinary file
+    report, out, rejected = run_preprocess(tmp_path, raw, prep_params)
+    reasons = {r["source"]: r for r in report["rejects"]}
+    assert reasons["escape.png"]["reason"].startswith(f"symlink to {secret} outside {raw}")
+    assert reasons["album"]["reason"].startswith(f"symlink to {outside / 'album'} (a folder) outside {raw}")
+    assert not reasons["escape.png"]["quarantined"] and not reasons["album"]["quarantined"]
+    assert reasons["z_alias.png"]["reason"] == "exact duplicate of inside.png"
+    assert report["accepted"] == 2 and report["raw_files"] == 5
+    assert sorted(p.name for p in rejected.iterdir()) == ["z_alias.png"], "nothing from outside is copied"
+    assert "private notes" not in json.dumps(report) + (out / "manifest.json").read_text()
+
+
+def test_a_symlink_target_outside_is_never_opened(tmp_path, prep_params):
+    """The target is a FIFO: opening it to read, hash or copy it would block until a writer comes."""
+    import os
+    import threading
+
+    fifo = tmp_path / "outside.fifo"
+    os.mkfifo(fifo)
+    raw = tmp_path / "raw"
+    noise_image(raw / "good.png", (300, 300), seed=1)
+    (raw / "pipe.jpg").symlink_to(fifo)
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(report=run_preprocess(tmp_path, raw, prep_params)[0]))
+    worker.start()
+    worker.join(timeout=60)
+    if worker.is_alive():  # something opened the FIFO: unblock it, then fail
+        with open(fifo, "wb") as writer:
+            writer.write(b"x")
+        worker.join()
+        pytest.fail("preprocess opened the target of a symlink leading outside the raw folder")
+    assert result["report"]["rejects"][0]["source"] == "pipe.jpg"
+
+
+def test_a_raw_folder_leading_outside_the_project_is_refused(tmp_path, prep_params):
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    noise_image(elsewhere / "a.png", (300, 300), seed=1)
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "raw").symlink_to(elsewhere, target_is_directory=True)
+    out, rejected = tmp_path / "out", tmp_path / "rejected"
+    out.mkdir(), rejected.mkdir()
+    with pytest.raises(PipelineError, match=r"data/raw leads outside the project folder .*Replace the link"):
+        preprocess(project / "data" / "raw", out, rejected, prep_params, project_root=project)
+    assert not list(out.iterdir())

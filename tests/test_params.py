@@ -85,3 +85,64 @@ def test_distilled_model_refused_with_the_base_model_to_use():
     with pytest.raises(PipelineError, match="not known"):
         get_base_model("sdxl")
     assert get_base_model("flux2-klein-base-4b").num_single_blocks == 20
+
+
+def test_unknown_base_model_is_named_with_the_choices():
+    with pytest.raises(PipelineError, match=r"base_model\.name 'sdxl' is not known\. Use one of: flux2-klein-base-4b, "):
+        parse_params(with_value("base_model.name", "sdxl"))
+    with pytest.raises(PipelineError, match="step-distilled"):
+        parse_params(with_value("base_model.name", "flux2-klein-4b"))
+
+
+@pytest.mark.parametrize("bits", [3, 4, 5, 6, 8])
+def test_quantize_takes_the_bits_mflux_supports(bits):
+    assert parse_params(with_value("train.quantize", bits)).train.quantize == bits
+
+
+def test_quantize_refuses_other_bits():
+    with pytest.raises(PipelineError, match=r"'train\.quantize' is 7; allowed values: 3, 4, 5, 6, 8"):
+        parse_params(with_value("train.quantize", 7))
+
+
+def test_top_level_sections_are_checked_too():
+    with pytest.raises(PipelineError, match=r"unknown key 'plots'"):
+        parse_params({**RAW, "plots": []})
+
+
+def write_project_params(project, **updates):
+    project.mkdir(parents=True, exist_ok=True)
+    raw = copy.deepcopy(RAW)
+    for dotted, value in updates.items():
+        section, key = dotted.split(".")
+        raw[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(raw))
+    return project / "params.yaml"
+
+
+@pytest.mark.parametrize("key, value", [
+    ("base_model.path", "/opt/models/flux2"),
+    ("base_model.path", "../flux2"),
+    ("evaluate.prompts_file", "../prompts.json"),
+    ("caption.model", "OUTSIDE"),  # an existing folder outside the project (see below)
+    ("evaluate.clip_model", "LINK"),  # a symlink inside the project to a folder outside
+])
+def test_local_paths_in_params_must_stay_inside_the_project(tmp_path, key, value):
+    outside = tmp_path / "outside-model"
+    outside.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "models").mkdir()
+    (project / "models" / "link").symlink_to(outside, target_is_directory=True)
+    value = {"OUTSIDE": str(outside), "LINK": "models/link"}.get(value, value)
+    path = write_project_params(project, **{key: value})
+    with pytest.raises(PipelineError, match=rf"'{key}' is '{value}', which leads outside the project folder"):
+        load_params(path)
+
+
+def test_local_paths_inside_the_project_and_hub_ids_are_fine(tmp_path):
+    project = tmp_path / "project"
+    (project / "models" / "florence").mkdir(parents=True)
+    path = write_project_params(project, **{"caption.model": "models/florence", "base_model.path": "models/base/x",
+                                            "evaluate.clip_model": "openai/clip-vit-base-patch32"})
+    params = load_params(path)
+    assert params.caption.model == "models/florence" and params.evaluate.clip_model == "openai/clip-vit-base-patch32"

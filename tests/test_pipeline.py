@@ -10,6 +10,8 @@ import pytest
 from charlora.lora.safetensors import read_metadata
 from tests.conftest import clone_project, fast_copy, noise_image, run, update_params
 
+pytestmark = pytest.mark.slow
+
 DATA_STAGES = ("preprocess", "caption", "merge")
 
 
@@ -30,6 +32,9 @@ def test_repro_status_param_change_and_new_image(first_run):
     for stage in (*DATA_STAGES, "base_model", "train", "extract", "evaluate", "publish"):
         assert f"Running stage '{stage}'" in out
     assert caption_sources(project) == {"florence2": 9, "user": 5}
+    # One progress display per stage: none of mflux's tqdm bars or per-checkpoint LoRA banners.
+    assert "Loading 1 LoRA file" not in out and "Applied to" not in out and "it/s]" not in out
+    assert "train: warm-up done in" in out and "evaluate: image 1/" in out
     adapter = project / "models/lora/bramble.safetensors"
     assert read_metadata(adapter)["trigger_word"] == "brmbl"
     assert sorted(p.name for p in (project / "data/train/bramble").glob("preview_*.txt")) == ["preview_1.txt", "preview_2.txt"]

@@ -13,7 +13,11 @@ from pathlib import Path
 
 from charlora.lora.extract import adapter_from_checkpoint
 from charlora.lora.safetensors import tensors_sha256
-from tests.conftest import make_train_dir, run, tool_env, update_params
+import pytest
+
+from tests.conftest import make_train_dir, place_in_project, run, tool_env, update_params
+
+pytestmark = pytest.mark.slow
 
 CHECKPOINTS = Path("models/training/run/checkpoints")
 
@@ -50,8 +54,10 @@ def final_adapter_sha(project: Path) -> str:
 
 def test_interrupted_training_resumes_to_the_same_adapter(project, tiny_flux2):
     # alpha 32 at rank 16 (scale 2): mflux itself would resume at scale 1 (training.resumed_at_trained_scale)
-    update_params(project, {"base_model.path": str(tiny_flux2), "train.resolution": 32, "train.epochs": 40,
-                            "train.checkpoint_every": 10, "train.lora.alpha": 32})
+    # The tiny model goes where base_model.path null looks for it (params may only name folders in the project).
+    place_in_project(project, tiny_flux2, "models/base/flux2-klein-tiny")
+    update_params(project, {"train.resolution": 32, "train.epochs": 40, "train.checkpoint_every": 10,
+                            "train.lora.alpha": 32})
     make_train_dir(project / "data/train/bramble")  # 3 images: 120 steps
 
     first = interrupt_after_checkpoint(project, beyond=0, sig=signal.SIGINT)
@@ -75,6 +81,9 @@ def test_interrupted_training_resumes_to_the_same_adapter(project, tiny_flux2):
     shutil.rmtree(project / "models/training")
     fresh = run([sys.executable, "stages/train.py"], project)
     assert "starting fresh" in fresh.stdout
+    # One honest progress display: the warm-up apart from the steps, no mflux bar or banner.
+    assert "train: warm-up done in" in fresh.stdout and "train: step 120/120  loss" in fresh.stdout
+    assert "it/s]" not in fresh.stdout + fresh.stderr and "%|" not in fresh.stdout + fresh.stderr
     assert final_adapter_sha(project) == resumed_sha
 
 

@@ -80,6 +80,7 @@ def test_validation_errors(project_params, tmp_path):
         check_dataset(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_metrics_and_loss_curve(trained):
     params, root, metrics = trained
     assert metrics["steps"] == 6 and metrics["resumed_from_step"] == 0
@@ -92,6 +93,7 @@ def test_training_writes_checkpoints_metrics_and_loss_curve(trained):
     assert curve[0].split("\t")[:2] == ["step", "loss"] and len(curve) == 1 + 6
 
 
+@pytest.mark.slow
 def test_extract_keeps_tensors_and_adds_provenance(trained, tmp_path):
     params, root, _ = trained
     checkpoint = good_checkpoints(root / "training" / RUN_SUBDIR)[-1]
@@ -132,6 +134,7 @@ def test_extract_keeps_tensors_and_adds_provenance(trained, tmp_path):
         trained_alpha(config)
 
 
+@pytest.mark.slow
 def test_adapter_loads_into_mflux_and_changes_the_output(trained, tmp_path, tiny_flux2):
     """The extracted adapter goes through mflux's LoRA loader and moves the transformer's output."""
     import mlx.core as mx

@@ -10,6 +10,7 @@ apart from the per-image rate, and mflux's own bars and banners are silenced.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from charlora.errors import PipelineError
@@ -19,8 +20,8 @@ from charlora.evaluate.prompts import load_prompts
 from charlora.evaluate.sampling import generate
 from charlora.evaluate.sheets import contact_sheet
 from charlora.models.loading import load_flux2
-from charlora.models.registry import get_base_model
-from charlora.params import Params
+from charlora.models.registry import SampleDefaults, get_base_model
+from charlora.params import EvaluateParams, Params
 from charlora.progress import Progress
 
 
@@ -44,9 +45,28 @@ def pick_best(rows: list[dict]) -> int:
     return min(rows, key=lambda row: (row["val_loss"], row["step"]))["step"]
 
 
-def _default(value, default):
-    """A param's value, or the model's default when it is null (0 and 0.0 are values, not null)."""
-    return default if value is None else value
+@dataclass(frozen=True)
+class Sampling:
+    """evaluate's effective sampling values."""
+
+    steps: int
+    guidance: float
+    resolution: int
+    max_prompts: int | None  # None: every prompt
+    image_checkpoints: int | None  # None: every checkpoint
+    clip_model: str
+
+
+def resolve_sampling(evaluate: EvaluateParams, defaults: SampleDefaults) -> Sampling:
+    """``evaluate`` params with ``null`` ones from the base model's defaults; 0 and 0.0 are values, not null."""
+
+    def pick(value, default):
+        return default if value is None else value
+
+    return Sampling(pick(evaluate.steps, defaults.steps), pick(evaluate.guidance, defaults.guidance),
+                    pick(evaluate.resolution, defaults.resolution), pick(evaluate.max_prompts, defaults.max_prompts),
+                    pick(evaluate.image_checkpoints, defaults.image_checkpoints),
+                    pick(evaluate.clip_model, defaults.clip_model))
 
 
 def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict], heldout_dir: Path, train_dir: Path,
@@ -58,9 +78,8 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
     ``metrics/eval.json``.
     """
     evaluate = params.evaluate
-    sampling = get_base_model(training_config["model"]).sampling
-    steps, guidance = _default(evaluate.steps, sampling.steps), _default(evaluate.guidance, sampling.guidance)
-    resolution = _default(evaluate.resolution, sampling.resolution)
+    sampling = resolve_sampling(evaluate, get_base_model(training_config["model"]).sampling)
+    steps, guidance, resolution = sampling.steps, sampling.guidance, sampling.resolution
     pairs = heldout_pairs(heldout_dir)
 
     scorer = ValidationLoss(training_config, params.tiny_model, evaluate)
@@ -75,15 +94,13 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         losses[entry["step"]] = loss = scorer.score(pairs, Path(entry["file"]))
         held.advance(f"step {entry['step']}: {loss:.5f} ({loss - base_loss:+.5f} vs base)")
 
-    prompts = load_prompts(Path(evaluate.prompts_file), params.character.trigger,
-                           _default(evaluate.max_prompts, sampling.max_prompts))
+    prompts = load_prompts(Path(evaluate.prompts_file), params.character.trigger, sampling.max_prompts)
     controls = prompts[: evaluate.control_prompts]
-    chosen = shortlist(losses, _default(evaluate.image_checkpoints, sampling.image_checkpoints))
+    chosen = shortlist(losses, sampling.image_checkpoints)
     shortlisted = [e for e in checkpoints if e["step"] in chosen]
     images = Progress("evaluate", 2 * len(controls) + len(shortlisted) * (len(prompts) + len(controls)), "image")
-    clip_model = _default(evaluate.clip_model, sampling.clip_model)
-    with images.warmup(f"loading CLIP {clip_model}"):
-        clip = ClipScorer(clip_model)
+    with images.warmup(f"loading CLIP {sampling.clip_model}"):
+        clip = ClipScorer(sampling.clip_model)
         reference = clip.images([open_rgb(p) for p in sorted(train_dir.glob("*.png"))])
     model_path = training_config["model_path"]
 
