@@ -6,10 +6,10 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.setup-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test repro exp plots bench export publish standins clean
+.PHONY: help setup test test-fast repro exp exp-all plots bench export publish standins clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (mlx for Metal, CUDA or CPU)
 
@@ -18,14 +18,30 @@ $(STAMP): requirements.txt requirements/*.txt tools/setup_venv.sh pyproject.toml
 	VENV=$(VENV) tools/setup_venv.sh
 	@touch $@
 
-test: $(STAMP) ## Run the whole test suite
+test: $(STAMP) ## Run the whole test suite (end-to-end tests included: about 10 minutes)
 	$(PY) -m pytest
+
+test-fast: $(STAMP) ## Run the unit tests only (not the end-to-end ones marked slow): under a minute
+	$(PY) -m pytest -m "not slow"
 
 repro: $(STAMP) ## Run the pipeline (dvc repro): only stages whose inputs changed rerun
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro
 
-exp: $(STAMP) ## Compare experiments (dvc exp show)
-	$(DVC) exp show
+# `make exp`: the params that differ between runs and the metrics that decide, best score first, in 80-120
+# columns. Always shown: EXP_DECIDING; shown when they differ: EXP_IF_CHANGED and changed params; every other
+# column (deps, the rest of the metrics) is dropped. `make exp-all` (or `make exp ALL=1`) shows the full table.
+PARAM_SECTIONS := character|preprocess|caption|merge|base_model|tiny_model|train|evaluate|export|publish
+EXP_DECIDING := best_score|(base_)?identity(_gain)?|best_val_loss|final_loss|seconds_per_step|peak_rss_mb
+EXP_IF_CHANGED := base_val_loss|final_val_loss|peak_mlx_memory_mb
+EXP_KEEP := Experiment$$|(metrics/[^:]+:)?($(EXP_DECIDING))$$
+EXP_DROP := (?!Experiment$$|(params\.yaml:)?($(PARAM_SECTIONS))\.|(metrics/[^:]+:)?($(EXP_DECIDING)|$(EXP_IF_CHANGED))$$).*
+EXP_FLAGS := --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)' --sort-by metrics/eval.json:best_score --sort-order desc --precision 4
+
+exp: $(STAMP) ## Compare experiments: changed params and deciding metrics (ALL=1: every column)
+	$(DVC) exp show --no-pager $(if $(ALL),,$(EXP_FLAGS))
+
+exp-all: $(STAMP) ## Compare experiments: the full dvc exp show table
+	$(DVC) exp show --no-pager
 
 plots: $(STAMP) ## Draw loss and metric curves into dvc_plots/index.html
 	$(DVC) plots show

@@ -6,22 +6,24 @@ outputs. The subpackages mirror the pipeline:
 =============  ==============================================================  =====================
 subpackage     what it does                                                    stages
 =============  ==============================================================  =====================
-``data``       ``images`` (clean raw pictures), ``captions`` (Florence-2,       preprocess, caption,
-               user captions, cache), ``merge`` (mflux folder, held-out split)  merge
+``data``       ``raw_files`` (what data/raw holds), ``images`` (clean the       preprocess, caption,
+               pictures), ``captions`` (Florence-2, user captions, cache),      merge
+               ``merge`` (mflux folder, held-out split)
 ``models``     ``registry`` (base models and their defaults), ``tiny`` and      base_model, and every
                ``tiny_clip`` (embedded models), ``loading`` (mflux models for   stage that loads one
                generation), ``flux2_layers`` (the block layer table)
 ``train``      ``settings``, ``mflux_config``, ``checkpoints`` (resume plan),   train (extract reads
                ``hooks`` (into mflux's trainer), ``run``, ``curves`` (dvclive)  its checkpoints)
 ``lora``       ``safetensors`` (header, metadata, alpha), ``extract``,          extract, export
-               ``formats`` (key layouts), ``verify``, ``export``
+               ``keys`` and ``formats`` (key layouts, conversion), ``verify``,
+               ``export``
 ``evaluate``   ``heldout`` (validation loss), ``prompts``, ``sampling``,        evaluate
                ``clip_metrics``, ``sheets``, ``run``
 ``publish``    ``release``, ``plan`` (dry run), ``manifest``, ``card``,         publish, make publish
                ``hub``, ``runware``, ``credentials``, ``retry``, ``run``
 =============  ==============================================================  =====================
 
-Shared by all: ``params`` (params.yaml, validated), ``layout`` (where stages read and write,
+Shared by all: ``params`` (params.yaml's sections, validated by ``schema``), ``layout`` (where stages read and write,
 project-folder checks), ``fileio``, ``errors`` (:class:`~charlora.errors.PipelineError`) and
 ``progress`` (the one progress display, and silencing mflux's own). ``cli`` is for stage
 scripts only; library code reports through :mod:`charlora.progress` or a callable it is given.

@@ -71,6 +71,7 @@ def write_json(path: Path, value: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
+    """The JSON value in a UTF-8 file."""
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)
 

@@ -59,8 +59,11 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 900,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd`` with :func:`tool_env` (plus ``env``); raise with its output if it fails and ``check``."""
+    result = subprocess.run(cmd, cwd=cwd, env={**tool_env(), **(env or {})}, capture_output=True, text=True,
+                            timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

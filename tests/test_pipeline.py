@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
 from charlora.lora.safetensors import read_metadata
-from tests.conftest import clone_project, fast_copy, noise_image, run, update_params
+from tests.conftest import ROOT, clone_project, fast_copy, noise_image, run, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -85,6 +84,15 @@ def test_second_fresh_copy_gives_the_same_adapter_and_experiments_compare(tmp_pa
     assert [rank for rank, _ in rows.values()] == [16]  # the baseline commit
     table = run(["dvc", "exp", "show", "--no-pager", "--md"], project).stdout
     assert "rank8" in table and "final_loss" in table and "best_score" in table and "base_val_loss" in table
+    # make exp: the changed param and the deciding metrics, readable in a 120-column terminal.
+    shown = run(["make", "-s", "exp", f"VENV={ROOT / '.venv'}"], project, env={"COLUMNS": "120"}).stdout
+    lines = shown.splitlines()
+    header = next(line for line in lines if "Experiment" in line)
+    for column in ("best_score", "identity", "best_val_loss", "final_loss", "seconds_per_step", "rank"):
+        assert column in header, (column, shown)
+    assert "…" not in shown and max(map(len, lines)) <= 120, shown
+    assert "tensors_sha256" not in shown and "learning_rate" not in shown and "Created" not in shown
+    assert "rank8" in shown and len(run(["make", "-s", "exp-all", f"VENV={ROOT / '.venv'}"], project).stdout) > len(shown)
     run(["dvc", "plots", "show"], project)
     html = (project / "dvc_plots/index.html").read_text()
     assert "metrics/train/plots/metrics/loss.tsv" in html and "metrics/eval/plots/metrics/val_loss.tsv" in html

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest

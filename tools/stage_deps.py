@@ -7,12 +7,14 @@ way brings its ``__init__.py``.
 
     python tools/stage_deps.py            # every stage's code deps, as dvc.yaml lists them
     python tools/stage_deps.py train      # one stage
+    python tools/stage_deps.py --write    # rewrite the code deps in dvc.yaml (other deps and comments kept)
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,14 +73,56 @@ def stage_scripts(root: Path = ROOT) -> dict[str, Path]:
     return {path.stem: path for path in sorted((root / "stages").glob("*.py"))}
 
 
+def ordered(paths: set[Path]) -> list[str]:
+    """The stage script first, then the package modules by path."""
+    return [p.as_posix() for p in sorted(paths, key=lambda p: (p.parts[0] != "stages", str(p)))]
+
+
+def is_code_dep(dep: str) -> bool:
+    """A dvc.yaml dep that is a project module (the rest are data, models and validation files)."""
+    return dep.endswith(".py") and dep.split("/")[0] in ("stages", *PACKAGES)
+
+
+def rewrite_dvc_yaml(text: str, root: Path = ROOT) -> str:
+    """``dvc.yaml`` with each stage's code deps replaced by its closure, after its other deps."""
+    scripts, out, stage, in_deps = stage_scripts(root), [], None, False
+    for line in text.splitlines(keepends=True):
+        if match := re.match(r"^  ([\w-]+):\s*$", line):
+            stage = match.group(1)
+        if in_deps:
+            if dep := re.match(r"^      - (\S+)\s*$", line):
+                if not is_code_dep(dep.group(1)):
+                    out.append(line)
+                continue
+            command = re.search(r"stages/([\w-]+)\.py", stages_cmds(text)[stage])
+            out.extend(f"      - {path}\n" for path in ordered(closure(scripts[command.group(1)], root)))
+            in_deps = False
+        in_deps = in_deps or re.match(r"^    deps:\s*$", line) is not None
+        out.append(line)
+    return "".join(out)
+
+
+def stages_cmds(text: str) -> dict[str, str]:
+    import yaml
+
+    return {name: stage["cmd"] for name, stage in yaml.safe_load(text)["stages"].items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stages", nargs="*", help="stage names (default: all)")
+    parser.add_argument("--write", action="store_true", help="rewrite the code deps of every stage in dvc.yaml")
+    args = parser.parse_args()
+    if args.write:
+        dvc_yaml = ROOT / "dvc.yaml"
+        dvc_yaml.write_text(rewrite_dvc_yaml(dvc_yaml.read_text(encoding="utf-8")), encoding="utf-8")
+        print(f"stage_deps: code deps rewritten in {dvc_yaml}")
+        return
     scripts = stage_scripts()
-    for stage in parser.parse_args().stages or scripts:
+    for stage in args.stages or scripts:
         print(f"{stage}:")
-        for path in sorted(closure(scripts[stage]), key=lambda p: (p.parts[0] != "stages", str(p))):
-            print(f"      - {path.as_posix()}")
+        for path in ordered(closure(scripts[stage])):
+            print(f"      - {path}")
 
 
 if __name__ == "__main__":

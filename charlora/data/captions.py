@@ -56,6 +56,8 @@ def normalize_caption(text: str, trigger: str, max_chars: int) -> str:
 
 
 class Captioner(Protocol):
+    """Anything that turns an image file into a raw caption."""
+
     def caption(self, image_path: Path) -> str: ...
 
 
@@ -115,6 +117,8 @@ class Florence2Captioner:
 
 @dataclass(frozen=True)
 class CaptionRecord:
+    """One written caption and where it came from."""
+
     name: str
     source: str  # "user", "cache" or the captioner name
     caption: str

@@ -23,6 +23,7 @@ def heldout_names(names: list[str], fraction: float, seed: int) -> list[str]:
 
 
 def preview_prompts(params: MergeParams, trigger: str) -> list[str]:
+    """merge.preview_prompts with the trigger word put in."""
     return [prompt.replace("{trigger}", trigger) for prompt in params.preview_prompts]
 
 

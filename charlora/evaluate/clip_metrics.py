@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from charlora.errors import PipelineError
+from charlora.progress import silenced
 
 
 class ClipScorer:
@@ -19,8 +20,9 @@ class ClipScorer:
         from transformers import CLIPModel, CLIPProcessor
 
         try:
-            self.model = CLIPModel.from_pretrained(model_id).eval()
-            self.processor = CLIPProcessor.from_pretrained(model_id)
+            with silenced():  # transformers' "Loading weights" bar
+                self.model = CLIPModel.from_pretrained(model_id).eval()
+                self.processor = CLIPProcessor.from_pretrained(model_id)
         except OSError as error:
             raise PipelineError(f"could not load the CLIP model '{model_id}' for evaluate ({error}). Check "
                                 "evaluate.clip_model (a Hugging Face id or a local folder).") from error

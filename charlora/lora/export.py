@@ -17,7 +17,8 @@ from typing import Any
 from charlora import layout
 from charlora.errors import PipelineError
 from charlora.fileio import sha256_file, staged_dir, write_json
-from charlora.lora.formats import FORMATS, Lora, normalise_format, read_lora, write_lora
+from charlora.lora.formats import Lora, read_lora, write_lora
+from charlora.lora.keys import FORMATS, normalise_format
 from charlora.lora.verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers, transformer_geometry
 from charlora.models.flux2_layers import USED_BY
 from charlora.models.registry import BASE_MODELS, TINY, get_base_model
@@ -29,6 +30,8 @@ DIFFUSERS_LOADABLE = ("diffusers", "comfyui", "kohya")
 
 @dataclass
 class ExportedFile:
+    """One written export and the results of its checks."""
+
     source: Path
     format: str
     path: Path
@@ -129,6 +132,7 @@ def export_adapter(source: Path, out_dir: Path, stem: str, formats: list[str], g
 
 
 def read_written(path: Path) -> dict:
+    """The tensors of a written file, read back with safetensors."""
     from safetensors.torch import load_file
 
     return load_file(str(path))

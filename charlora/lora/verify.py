@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from charlora.errors import PipelineError
-from charlora.lora.formats import Lora, LoraLayer, group_native, native_layer, normalise_format
+from charlora.lora.formats import Lora, LoraLayer
+from charlora.lora.keys import group_native, native_layer, normalise_format
 
 ADAPTER_NAME = "export_check"
 # Geometries with more parameters than this are checked without base weights (no forward pass).
@@ -40,6 +41,8 @@ def tolerance(dtype: torch.dtype) -> float:
 
 @dataclass
 class DeltaCheck:
+    """The delta comparison of one file with the original."""
+
     keys: int
     layers: int
     max_abs_error: float
@@ -49,6 +52,8 @@ class DeltaCheck:
 
 @dataclass
 class DiffusersCheck:
+    """What diffusers' own loader made of one file."""
+
     loaded: bool
     lora_layers: int = 0
     max_abs_error: float | None = None
@@ -149,6 +154,7 @@ def transformer_geometry(mflux_name: str) -> dict[str, Any]:
 
 
 def parameter_count(geometry: dict[str, Any]) -> int:
+    """Parameters of a diffusers transformer of ``geometry`` (built on the meta device)."""
     from diffusers import Flux2Transformer2DModel
 
     with torch.device("meta"):

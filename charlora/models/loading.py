@@ -31,10 +31,14 @@ def load_flux2(model_name: str, model_path: str | Path | None, tiny: TinyModelPa
     The LoRA is kept as separate layers (``bake_lora=False``) so that small updates are applied in
     full rather than rounded away in bfloat16 base weights. mflux's loading banners are silenced.
     """
+    import mlx.core as mx
     from mflux.models.flux2.variants import Flux2Klein
 
     config = model_config(model_name, tiny)
     with silenced():
-        return Flux2Klein(model_config=config, model_path=None if model_path is None else str(model_path),
-                          lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales,
-                          bake_lora=bake_lora)
+        model = Flux2Klein(model_config=config, model_path=None if model_path is None else str(model_path),
+                           lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales,
+                           bake_lora=bake_lora)
+        # mlx loads weights lazily: evaluate them here, so that loading is timed as loading, not as the first image.
+        mx.eval([getattr(model, part).parameters() for part in ("transformer", "text_encoder", "vae") if hasattr(model, part)])
+    return model

@@ -16,6 +16,8 @@ TINY = "flux2-klein-tiny"
 
 @dataclass(frozen=True)
 class TrainDefaults:
+    """A base model's training values for ``train`` params left null."""
+
     resolution: int
     epochs: int
     steps: int  # sampling steps of the timestep grid (and of previews)

@@ -18,9 +18,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from charlora.models.registry import TINY
 from charlora.params import TinyModelParams
+from charlora.progress import silenced
 
 TEXT_ENCODER_LAYERS = 28  # the prompt encoder stacks hidden states 9, 18 and 27
 TEXT_HEAD_DIM = 16
@@ -42,6 +44,7 @@ cup ball kite balloon hat backpack reading eating drinking dancing flying floati
 
 
 def text_encoder_overrides(params: TinyModelParams) -> dict:
+    """mflux Qwen3 text encoder arguments for the tiny geometry."""
     return {
         "vocab_size": params.vocab_size,
         "hidden_size": params.text_hidden_size,
@@ -55,6 +58,7 @@ def text_encoder_overrides(params: TinyModelParams) -> dict:
 
 
 def transformer_overrides(params: TinyModelParams) -> dict:
+    """mflux FLUX.2 transformer arguments for the tiny geometry."""
     axis = params.attention_head_dim // 4
     return {
         "num_layers": params.num_layers,
@@ -66,7 +70,7 @@ def transformer_overrides(params: TinyModelParams) -> dict:
     }
 
 
-def register_tiny_model(params: TinyModelParams):
+def register_tiny_model(params: TinyModelParams) -> Any:
     """Add (or replace) the tiny model's entry in mflux's model registry; return its ModelConfig."""
     from mflux.models.common.config.model_config import AVAILABLE_MODELS, ModelConfig
     from mflux.models.common.resolution.config_resolution import ConfigResolution
@@ -94,7 +98,7 @@ def register_tiny_model(params: TinyModelParams):
     return config
 
 
-def build_tokenizer(vocab_size: int):
+def build_tokenizer(vocab_size: int) -> Any:
     """A byte-level BPE trained offline on a fixed word list, wrapped as Qwen2TokenizerFast."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
@@ -138,8 +142,9 @@ def build_tiny_model(params: TinyModelParams, out_dir: Path) -> dict:
         text_encoder=Qwen3TextEncoder(**config.text_encoder_overrides),
         tokenizers={"qwen3": SimpleNamespace(tokenizer=build_tokenizer(params.vocab_size))},
     )
-    ModelSaver.save_model(model, bits=None, base_path=str(out_dir), weight_definition=Flux2KleinWeightDefinition,
-                          dtypes={"vae": mx.bfloat16, "transformer": mx.float32, "text_encoder": mx.float32})
+    with silenced():  # mflux's "Saving components" bars
+        ModelSaver.save_model(model, bits=None, base_path=str(out_dir), weight_definition=Flux2KleinWeightDefinition,
+                              dtypes={"vae": mx.bfloat16, "transformer": mx.float32, "text_encoder": mx.float32})
     description = {
         "name": TINY,
         "layout_of": config.model_name,

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from charlora.models.tiny import CORPUS_WORDS
+from charlora.progress import silenced
 
 
 def build_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
+    """Write the tiny CLIP (model and processor) to ``out_dir``, deterministically for ``seed``."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizerFast
@@ -41,6 +43,7 @@ def build_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     image_processor = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
-    model.save_pretrained(out_dir)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
+    with silenced():  # transformers' "Writing model shards" bar
+        model.save_pretrained(out_dir)
+        CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
     return out_dir

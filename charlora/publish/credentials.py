@@ -34,6 +34,7 @@ class Credentials:
     values: dict[str, str] = field(repr=False)
 
     def get(self, name: str) -> str | None:
+        """The value of ``name``, or None when it is unset or empty."""
         return self.values.get(name) or None
 
     def redact(self, text: str) -> str:

@@ -36,6 +36,8 @@ class UploadFile:
 
 @dataclass(frozen=True)
 class HubRelease:
+    """A published version: repo, version number and the commit that holds it."""
+
     repo_id: str
     version: int
     commit: str

@@ -35,6 +35,8 @@ PERMANENT_ERROR_CODES = {"invalidApiKey", "invalidArchitecture", "invalidAir", "
 
 @dataclass(frozen=True)
 class LoraRegistration:
+    """What Runware's modelUpload gets for one LoRA version."""
+
     air: str
     architecture: str
     name: str

@@ -47,6 +47,7 @@ class LossLog:
         write_text_atomic(path, "".join(line + "\n" for line in kept))
 
     def append(self, loss: float) -> None:
+        """Record the next step's loss."""
         self.step += 1
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": self.step, "loss": loss}) + "\n")
