@@ -27,18 +27,23 @@ test-fast: $(STAMP) ## Run the unit tests only (not the end-to-end ones marked s
 repro: $(STAMP) ## Run the pipeline (dvc repro): only stages whose inputs changed rerun
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro
 
-# `make exp`: the params that differ between runs and the metrics that decide, best score first, in 80-120
-# columns. Always shown: EXP_DECIDING; shown when they differ: EXP_IF_CHANGED and changed params; every other
-# column (deps, the rest of the metrics) is dropped. `make exp-all` (or `make exp ALL=1`) shows the full table.
+# `make exp`: two narrow tables from dvc's own options, so that each fits 80-120 columns. The first: the
+# params that differ between the runs shown and the metrics that decide (EXP_QUALITY), best score first;
+# the second: what training gave and cost (EXP_TRAINING). Every other column (deps, the other metrics and
+# params) is dropped. `make exp-all` (or `make exp ALL=1`) shows dvc's full table.
 PARAM_SECTIONS := character|preprocess|caption|merge|base_model|tiny_model|train|evaluate|export|publish
-EXP_DECIDING := best_score|(base_)?identity(_gain)?|best_val_loss|final_loss|seconds_per_step|peak_rss_mb
-EXP_IF_CHANGED := base_val_loss|final_val_loss|peak_mlx_memory_mb
-EXP_KEEP := Experiment$$|(metrics/[^:]+:)?($(EXP_DECIDING))$$
-EXP_DROP := (?!Experiment$$|(params\.yaml:)?($(PARAM_SECTIONS))\.|(metrics/[^:]+:)?($(EXP_DECIDING)|$(EXP_IF_CHANGED))$$).*
-EXP_FLAGS := --only-changed --keep '$(EXP_KEEP)' --drop '$(EXP_DROP)' --sort-by metrics/eval.json:best_score --sort-order desc --precision 4
+EXP_QUALITY := best_score|(base_)?identity(_gain)?|best_val_loss
+EXP_TRAINING := final_loss|final_val_loss|seconds_per_step|peak_rss_mb
+EXP_SHOW := $(DVC) exp show --no-pager --sort-by metrics/eval.json:best_score --sort-order desc --precision 4
+only_columns = --keep 'Experiment$$|(metrics/[^:]+:)?($(1))$$' --drop '(?!Experiment$$|(metrics/[^:]+:)?($(1))$$$(2)).*'
 
-exp: $(STAMP) ## Compare experiments: changed params and deciding metrics (ALL=1: every column)
-	$(DVC) exp show --no-pager $(if $(ALL),,$(EXP_FLAGS))
+exp: $(STAMP) ## Compare experiments: changed params and the metrics that decide (ALL=1: every column)
+ifdef ALL
+	$(DVC) exp show --no-pager
+else
+	$(EXP_SHOW) --only-changed $(call only_columns,$(EXP_QUALITY),|(params\.yaml:)?($(PARAM_SECTIONS))\.)
+	$(EXP_SHOW) $(call only_columns,$(EXP_TRAINING),)
+endif
 
 exp-all: $(STAMP) ## Compare experiments: the full dvc exp show table
 	$(DVC) exp show --no-pager

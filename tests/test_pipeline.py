@@ -87,9 +87,10 @@ def test_second_fresh_copy_gives_the_same_adapter_and_experiments_compare(tmp_pa
     # make exp: the changed param and the deciding metrics, readable in a 120-column terminal.
     shown = run(["make", "-s", "exp", f"VENV={ROOT / '.venv'}"], project, env={"COLUMNS": "120"}).stdout
     lines = shown.splitlines()
-    header = next(line for line in lines if "Experiment" in line)
-    for column in ("best_score", "identity", "best_val_loss", "final_loss", "seconds_per_step", "rank"):
-        assert column in header, (column, shown)
+    headers = " ".join(line for line in lines if "Experiment" in line)
+    for column in ("best_score", "identity", "best_val_loss", "train.lora.rank", "final_loss", "seconds_per_step",
+                   "peak_rss_mb"):
+        assert column in headers, (column, shown)
     assert "…" not in shown and max(map(len, lines)) <= 120, shown
     assert "tensors_sha256" not in shown and "learning_rate" not in shown and "Created" not in shown
     assert "rank8" in shown and len(run(["make", "-s", "exp-all", f"VENV={ROOT / '.venv'}"], project).stdout) > len(shown)
