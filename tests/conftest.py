@@ -115,19 +115,22 @@ def tiny_flux2(tmp_path_factory, project_params) -> Path:
     return out
 
 
+def copy_files(root: Path, target: Path, untracked: bool = False, skip=lambda name: False) -> None:
+    """Copy the files git tracks in ``root`` (and the untracked ones it does not ignore) to ``target``."""
+    listed = ["git", "ls-files", "-z"] + (["-co", "--exclude-standard"] if untracked else [])
+    for name in filter(None, subprocess.run(listed, cwd=root, capture_output=True, check=True).stdout.decode().split("\0")):
+        if (root / name).is_file() and not skip(name):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / name, target / name)
+
+
 def copy_project(target: Path) -> Path:
     """A fresh copy of this project's code (tracked and new files), as its own git repo (like a clone).
 
     Its params.yaml is the tests' (tests/fixtures/params.yaml) and its data/raw the sample character,
     whatever the workspace holds; it has no dvc.lock, so every stage runs from scratch.
     """
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                           check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file() and not (name in NOT_COPIED or name.startswith(NOT_COPIED[-1])):
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
+    copy_files(ROOT, target, untracked=True, skip=lambda name: name in NOT_COPIED or name.startswith(NOT_COPIED[-1]))
     shutil.copyfile(FIXTURE_PARAMS, target / "params.yaml")
     shutil.copytree(sample_raw_dir(), target / "data/raw")
     for command in (["git", "init", "-q"], ["git", "add", "-A"],

@@ -10,7 +10,7 @@ import yaml
 
 import tests.conftest as conftest
 from charlora.fileio import sha256_file
-from tests.conftest import FIXTURE_PARAMS, ROOT, copy_project, noise_image
+from tests.conftest import FIXTURE_PARAMS, ROOT, copy_files, copy_project, noise_image
 
 WORKSPACE_READS = re.compile(r"""ROOT\s*/\s*["'](params\.yaml|data/raw)""")
 
@@ -24,11 +24,7 @@ def test_no_test_reads_the_workspace_params_or_pictures():
 
 def fake_workspace(target):
     """A copy of this project as a user may have it: `dvc exp run -S train.lora.rank=8` applied, own pictures."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.decode()
-    for name in filter(None, files.split("\0")):
-        if (ROOT / name).is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, target / name)
+    copy_files(ROOT, target)
     raw = yaml.safe_load(FIXTURE_PARAMS.read_text())
     raw["train"]["lora"]["rank"] = 8
     raw["character"] = {"name": "hero", "trigger": "hrro"}

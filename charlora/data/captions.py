@@ -16,7 +16,7 @@ from typing import Protocol
 from charlora.errors import PipelineError
 from charlora.fileio import read_json, sha256_file, sha256_json, write_json
 from charlora.params import CaptionParams
-from charlora.progress import Progress
+from charlora.progress import Progress, silenced
 
 # Openers that describe the picture rather than its content; they waste tokens in training captions.
 _BOILERPLATE = re.compile(
@@ -160,9 +160,10 @@ def caption_images(processed_dir: Path, out_dir: Path, cache_dir: Path, params: 
                         f"data/raw/{Path(entry['source']).stem}.txt or set caption.captioner: florence2."
                     )
                 if captioner is None:
-                    with progress.warmup(f"loading the captioner {params.model}"):
+                    with progress.warmup(f"loading the captioner {params.model}"), silenced():
                         captioner = factory(params)
-                raw, source = captioner.caption(image_path), params.captioner
+                with silenced():  # transformers' own bars and notices
+                    raw, source = captioner.caption(image_path), params.captioner
                 write_json(cached, {"caption": raw, "image": entry["source"], "model": params.model})
         caption = normalize_caption(raw, trigger, params.max_chars)
         (out_dir / f"{name}.txt").write_text(caption + "\n", encoding="utf-8")
