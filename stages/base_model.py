@@ -5,6 +5,7 @@ It is always built (seconds) so that the default pipeline runs offline; with a r
 (`base_model.name: flux2-klein-base-4b`) the train stage ignores it and mflux loads the real one.
 """
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.fileio import staged_dir

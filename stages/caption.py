@@ -1,5 +1,6 @@
 """caption: data/processed -> data/captioned/char_NNN.txt, trigger word first."""
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from collections import Counter
 
 from charlora import layout

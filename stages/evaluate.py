@@ -1,6 +1,7 @@
 """evaluate: held-out loss of every checkpoint, images and CLIP metrics for the best few
 -> metrics/eval.json, models/samples/ (images, contact sheets) and models/lora/<name>-best.safetensors."""
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.evaluate.run import run_evaluation

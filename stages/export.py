@@ -6,6 +6,7 @@ FLUX.2 Klein LoRA (mflux, diffusers, ComfyUI/BFL or kohya keys) into the other f
 same checks, into exports/.
 """
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 import argparse
 from pathlib import Path
 

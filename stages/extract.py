@@ -1,5 +1,6 @@
 """extract: adapters out of the checkpoint zips -> models/lora/<character>.safetensors (+ one per checkpoint)."""
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from charlora import layout
 from charlora.cli import log, reporter, run_stage
 from charlora.fileio import write_json

@@ -1,5 +1,6 @@
 """merge: images + captions -> data/train/<character>/ (mflux layout) and data/heldout/<character>/."""
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.data.merge import merge

@@ -1,5 +1,6 @@
 """preprocess: data/raw -> data/processed/char_NNN.png (+ manifest), rejects to data/rejected."""
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from pathlib import Path
 
 from charlora import layout

@@ -5,6 +5,7 @@ accident; `make publish` runs the same plan for real against the Hugging Face Hu
 writes metrics/publish.json.
 """
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 import argparse
 
 from charlora import layout

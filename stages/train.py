@@ -1,5 +1,6 @@
 """train: data/train/<character> -> models/training (mflux config, checkpoints), metrics/train.json."""
 
+import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
 from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.fileio import write_json

@@ -4,6 +4,7 @@ exit code, raw files unchanged, and no half-written output left behind."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -134,3 +135,13 @@ def test_a_model_folder_outside_the_project_is_refused(project, tmp_path):
     update_params(project, {"caption.model": str(tmp_path / "florence")})
     result = stage(project, "preprocess")
     assert_clean_failure(result, "'caption.model' is", "leads outside the project folder", "Move or copy it into the project")
+
+
+def test_a_stage_started_outside_the_venv_reruns_itself_with_the_projects_venv(project):
+    """`.venv/bin/dvc repro` without the venv on PATH runs stages with the system python: they still work."""
+    bare = [sys.executable, "-S", "stages/export.py", "--help"]  # -S: no site-packages, like a bare system python
+    missing = run(bare, project, check=False)
+    assert missing.returncode == 1 and "Run `make setup`" in missing.stderr and "Traceback" not in missing.stderr
+    (project / ".venv").symlink_to(Path(sys.executable).parent.parent, target_is_directory=True)
+    helped = run(bare, project)
+    assert "usage: export.py" in helped.stdout

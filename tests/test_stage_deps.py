@@ -43,7 +43,8 @@ def test_every_stage_script_is_a_stage():
 
 def test_closure_follows_imports_in_functions_and_package_inits(tmp_path):
     files = {
-        "stages/s.py": "from charlora import a\n",
+        "stages/s.py": "import _helper\nfrom charlora import a\n",
+        "stages/_helper.py": "import os\n",
         "charlora/__init__.py": "",
         "charlora/a.py": "import os\n\ndef f():\n    from charlora.sub.b import thing\n    return thing\n",
         "charlora/sub/__init__.py": "",

@@ -3,7 +3,7 @@
 A stage's code deps in dvc.yaml must be exactly this closure, so that editing any module a stage
 runs reruns that stage, and editing one it does not run reruns nothing (tests/test_stage_deps.py
 enforces it). Imports are read with ``ast``, including those inside functions; a package on the
-way brings its ``__init__.py``.
+way brings its ``__init__.py``; a helper module beside the stage scripts (``stages/_venv.py``) counts too.
 
     python tools/stage_deps.py            # every stage's code deps, as dvc.yaml lists them
     python tools/stage_deps.py train      # one stage
@@ -21,10 +21,14 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("charlora",)  # top-level project packages whose modules count as code deps
 
 
-def module_file(name: str, root: Path = ROOT) -> Path | None:
-    """The file of project module ``name`` (``a.b`` -> ``a/b.py`` or ``a/b/__init__.py``), or None."""
+def module_file(name: str, root: Path = ROOT, local_dir: Path | None = None) -> Path | None:
+    """The file of project module ``name`` (``a.b`` -> ``a/b.py`` or ``a/b/__init__.py``), or None.
+
+    ``local_dir``: the importing script's folder, where a top-level name may be a helper module.
+    """
     if name.split(".")[0] not in PACKAGES:
-        return None
+        local = local_dir / f"{name}.py" if local_dir is not None and "." not in name else None
+        return local if local is not None and local.is_file() else None
     base = root.joinpath(*name.split("."))
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):
         if candidate.is_file():
@@ -32,7 +36,7 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
     return None
 
 
-def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+def imported_modules(path: Path, root: Path = ROOT, local_dir: Path | None = None) -> set[str]:
     """Dotted names of the project modules ``path`` imports anywhere (``from a import b`` may import module ``a.b``)."""
     package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
     names: set[str] = set()
@@ -46,7 +50,7 @@ def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
                 base = ".".join(filter(None, [*parent, base]))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
-    return {name for name in names if module_file(name, root) is not None}
+    return {name for name in names if module_file(name, root, local_dir) is not None}
 
 
 def with_packages(name: str) -> set[str]:
@@ -57,25 +61,28 @@ def with_packages(name: str) -> set[str]:
 
 def closure(script: Path, root: Path = ROOT) -> set[Path]:
     """``script`` and every project module it runs, transitively, as paths relative to ``root``."""
+    local = script.parent
     seen: set[str] = set()
-    todo = [name for imported in imported_modules(script, root) for name in with_packages(imported)]
+    todo = [name for imported in imported_modules(script, root, local) for name in with_packages(imported)]
     while todo:
         name = todo.pop()
-        if name in seen or module_file(name, root) is None:
+        if name in seen or module_file(name, root, local) is None:
             continue
         seen.add(name)
-        todo.extend(n for imported in imported_modules(module_file(name, root), root) for n in with_packages(imported))
-    return {script.relative_to(root)} | {module_file(name, root).relative_to(root) for name in seen}
+        todo.extend(n for imported in imported_modules(module_file(name, root, local), root, local)
+                    for n in with_packages(imported))
+    return {script.relative_to(root)} | {module_file(name, root, local).relative_to(root) for name in seen}
 
 
 def stage_scripts(root: Path = ROOT) -> dict[str, Path]:
-    """Stage name -> ``stages/<stage>.py``."""
-    return {path.stem: path for path in sorted((root / "stages").glob("*.py"))}
+    """Stage name -> ``stages/<stage>.py`` (``_``-prefixed files are helpers, not stages)."""
+    return {path.stem: path for path in sorted((root / "stages").glob("*.py")) if not path.stem.startswith("_")}
 
 
 def ordered(paths: set[Path]) -> list[str]:
-    """The stage script first, then the package modules by path."""
-    return [p.as_posix() for p in sorted(paths, key=lambda p: (p.parts[0] != "stages", str(p)))]
+    """The stage scripts first, then the package modules by path."""
+    return [p.as_posix() for p in sorted(paths, key=lambda p: (p.parts[0] != "stages", p.parts[0] == "stages"
+                                                              and p.stem.startswith("_"), str(p)))]
 
 
 def is_code_dep(dep: str) -> bool:
