@@ -98,6 +98,7 @@ def test_dvc_repro_writes_a_dry_run_plan_and_opens_no_connection(project, servic
              "    if event in ('socket.connect', 'socket.getaddrinfo'): raise RuntimeError(f'network used: {event}')\n"
              "sys.addaudithook(hook)\n"
              "sys.argv = ['stages/publish.py']\n"
+             "sys.path.insert(0, 'stages')  # as python does for a script: its folder first\n"
              "runpy.run_path('stages/publish.py', run_name='__main__')\n")
     (project / "metrics/publish_plan.json").unlink()
     result = push(project, publish_env(services), [sys.executable, "-c", guard])
