@@ -1,0 +1,89 @@
+"""The recipe of the micro FLUX.2 Klein model: every size, seed and training length of its build.
+
+``make micro-model`` builds the model from :data:`RECIPE` (tools/build_micro_model.py); the
+shipped manifest records the recipe it was built from, so the weights can be traced and rebuilt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+MICRO = "flux2-klein-micro"
+MICRO_CLIP = "clip-micro"
+
+
+@dataclass(frozen=True)
+class VaeRecipe:
+    block_out_channels: tuple[int, ...] = (16, 32, 64, 64)
+    layers_per_block: int = 1
+    norm_num_groups: int = 16
+    crop: int = 64  # trained on random crops (the VAE is fully convolutional); evaluated on whole pictures
+    batch: int = 16
+    steps: int = 2500  # encoder and decoder together; the latent space is then fixed
+    decoder_steps: int = 3000  # the decoder alone, for the frozen encoder (runs beside the transformer's pretraining)
+    learning_rate: float = 2e-3
+    latent_l2: float = 1e-3  # keeps the latent scale bounded (bn stats normalise it for the transformer)
+    latent_noise: float = 0.05  # small noise on latents while training: a smoother latent space to diffuse in
+    stats_images: int = 512  # world pictures the latent statistics (bn mean, variance) are measured on
+    seed: int = 1
+
+
+@dataclass(frozen=True)
+class TextRecipe:
+    hidden_size: int = 32
+    num_hidden_layers: int = 28  # FLUX.2's prompt encoder stacks hidden states 9, 18 and 27
+    num_attention_heads: int = 2
+    head_dim: int = 16
+    intermediate_size: int = 64
+    vocab_size: int = 640
+    seed: int = 2
+
+
+@dataclass(frozen=True)
+class TransformerRecipe:
+    num_layers: int = 2  # double-stream blocks (Klein 4B: 5)
+    num_single_layers: int = 3  # single-stream blocks (Klein 4B: 20)
+    num_attention_heads: int = 4
+    attention_head_dim: int = 32
+    images: int = 18000  # world pictures encoded once for pretraining
+    renders_per_caption: int = 3  # each caption drawn 3 times (sizes, scene details): 6000 captions to embed
+    batch: int = 16
+    steps: int = 5000
+    learning_rate: float = 5e-4
+    warmup_steps: int = 200
+    caption_dropout: float = 0.1  # trained unconditional too, for classifier-free guidance
+    ema_decay: float = 0.999
+    seed: int = 3
+
+
+@dataclass(frozen=True)
+class ClipRecipe:
+    hidden_size: int = 64
+    layers: int = 3
+    heads: int = 4
+    image_size: int = 64
+    patch_size: int = 8
+    projection_dim: int = 64
+    vocab_size: int = 512
+    batch: int = 96
+    steps: int = 2500
+    learning_rate: float = 1e-3
+    seed: int = 4
+
+
+@dataclass(frozen=True)
+class Recipe:
+    vae: VaeRecipe = field(default_factory=VaeRecipe)
+    text: TextRecipe = field(default_factory=TextRecipe)
+    transformer: TransformerRecipe = field(default_factory=TransformerRecipe)
+    clip: ClipRecipe = field(default_factory=ClipRecipe)
+    world_seed: int = 100  # training pictures; held-out figures use heldout_seed, never seen in training
+    heldout_seed: int = 9000
+    heldout_images: int = 96
+    threads: int = 2
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+RECIPE = Recipe()

@@ -1,0 +1,124 @@
+"""The micro FLUX.2 Klein model: shipped files match their manifest, mflux loads them like the real model,
+and mflux computes what the diffusers/transformers twins it was trained with compute."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from charlora.errors import PipelineError
+from charlora.micro import shipping
+from charlora.micro.recipe import MICRO, MICRO_CLIP
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "models" / "micro"
+
+
+@pytest.mark.parametrize("name", [MICRO, MICRO_CLIP])
+def test_shipped_files_match_their_manifest(name):
+    folder = SHIPPED / name
+    assert shipping.problems(folder) == []
+    manifest = json.loads((folder / shipping.MANIFEST).read_text())
+    assert manifest["files"] and all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
+    total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert total < 20 * 1024 * 1024, f"the shipped micro models take {total / 2**20:.1f} MB; the budget is 20 MB"
+
+
+def test_a_changed_or_missing_file_is_named_and_install_refuses(tmp_path):
+    folder = shutil.copytree(SHIPPED / MICRO_CLIP, tmp_path / MICRO_CLIP)
+    weights = next(folder.rglob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    (folder / "config.json").unlink()
+    found = shipping.problems(folder)
+    assert any(weights.name in p and "sha256" in p for p in found) and any("config.json is missing" in p for p in found)
+    with pytest.raises(PipelineError, match="does not match its manifest"):
+        shipping.install(folder, tmp_path / "installed")
+    assert not (tmp_path / "installed").exists()
+
+
+def test_mflux_loads_the_folder_with_its_own_geometry_and_computes_what_torch_computes():
+    """Transformer, VAE and text encoder: mflux (mlx) against the diffusers/transformers twins, same weights."""
+    import mlx.core as mx
+    import torch
+    from diffusers import AutoencoderKLFlux2, Flux2Transformer2DModel
+    from mflux.models.flux2.model.flux2_text_encoder.prompt_encoder import Flux2PromptEncoder
+    from transformers import Qwen3ForCausalLM
+
+    from charlora import mlx_runtime
+    from charlora.micro.folder import register_model_folder
+    from charlora.micro.text import embed_prompts
+    from charlora.micro.transformer_pretrain import position_ids
+
+    mlx_runtime.use_cpu_precision()
+    folder = SHIPPED / MICRO
+    config = register_model_folder(MICRO, folder)
+    from mflux.models.flux2.variants import Flux2Klein
+
+    model = Flux2Klein(model_config=config, model_path=str(folder))
+    transformer = Flux2Transformer2DModel.from_pretrained(folder / "transformer").float().eval()
+    assert len(model.transformer.transformer_blocks) == transformer.config.num_layers
+    assert model.vae.encoder.conv_in.conv2d.weight.shape[0] == json.loads((folder / "vae/config.json").read_text())[
+        "block_out_channels"][0]
+
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((1, 48, 128)).astype(np.float32)  # a 128x96 picture: 8 x 6 tokens
+    prompt = rng.standard_normal((1, 512, transformer.config.joint_attention_dim)).astype(np.float32) * 0.05
+    image_ids, text_ids = position_ids(96, 128)
+    for sigma in (0.2, 0.8):
+        ours = np.array(model.transformer(hidden_states=mx.array(latents), encoder_hidden_states=mx.array(prompt),
+                                          timestep=mx.array([sigma]), img_ids=mx.array(image_ids.numpy()),
+                                          txt_ids=mx.array(text_ids.numpy()), guidance=None))
+        with torch.inference_mode():
+            theirs = transformer(hidden_states=torch.from_numpy(latents), encoder_hidden_states=torch.from_numpy(prompt),
+                                 timestep=torch.tensor([sigma]), img_ids=image_ids, txt_ids=text_ids,
+                                 return_dict=False)[0].numpy()
+        assert np.abs(ours - theirs).max() < 1e-4 * max(1.0, np.abs(theirs).max())
+
+    vae = AutoencoderKLFlux2.from_pretrained(folder / "vae").float().eval()
+    picture = rng.uniform(-1, 1, (1, 3, 96, 128)).astype(np.float32)
+    with torch.inference_mode():
+        encoded = vae.encode(torch.from_numpy(picture)).latent_dist.mode()
+        decoded = vae.decode(encoded).sample.numpy()
+    assert np.abs(np.array(model.vae.encode(mx.array(picture))) - encoded.numpy()).max() < 1e-4
+    assert np.abs(np.array(model.vae.decode(mx.array(encoded.numpy()))) - decoded).max() < 1e-3
+
+    tokenizer = model.tokenizers["qwen3"].tokenizer
+    encoder = Qwen3ForCausalLM.from_pretrained(folder / "text_encoder").float().eval()
+    text = "a round orange fox with a teal scarf, sitting in the snow"
+    ours, _ = Flux2PromptEncoder.encode_prompt(text, tokenizer=model.tokenizers["qwen3"], text_encoder=model.text_encoder)
+    theirs = embed_prompts(tokenizer, encoder, [text]).astype(np.float32)
+    assert np.abs(np.array(ours) - theirs).max() < 2e-3  # the twin's embeddings are stored in float16
+
+
+def test_the_sized_vae_hook_leaves_other_models_full_size(tmp_path):
+    from mflux.models.flux2 import flux2_initializer
+
+    from charlora.micro.folder import register_model_folder
+
+    register_model_folder(MICRO, SHIPPED / MICRO)
+    assert flux2_initializer.Flux2VAE.__name__ == "Flux2VAE"  # only swapped while a registered model is built
+    vae = flux2_initializer.Flux2VAE()
+    assert vae.encoder.conv_in.conv2d.weight.shape[0] == 128  # FLUX.2's own width
+
+
+@pytest.mark.slow
+def test_the_build_runs_end_to_end_on_a_quick_recipe(tmp_path):
+    """make micro-model's code path, every phase for a few steps: loadable weights, a manifest, figures."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "tools/build_micro_model.py"), "--quick", "--out",
+                             str(tmp_path / "out"), "--work", str(tmp_path / "work")], capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in (MICRO, MICRO_CLIP):
+        assert shipping.problems(tmp_path / "out" / name) == []
+    figures = json.loads((tmp_path / "out" / MICRO / shipping.MANIFEST).read_text())["figures"]
+    assert {"vae_psnr_db", "prompt_fit", "clip"} <= set(figures)
+    assert 0 <= figures["prompt_fit"]["generated"]["scene_accuracy"] <= 1
