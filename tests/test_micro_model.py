@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from charlora.errors import PipelineError
-from charlora.micro import shipping
-from charlora.micro.recipe import MICRO, MICRO_CLIP
+from charlora.models import shipped
+from charlora.models.micro.recipe import MICRO, MICRO_CLIP
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "models" / "micro"
@@ -21,8 +21,8 @@ SHIPPED = ROOT / "models" / "micro"
 @pytest.mark.parametrize("name", [MICRO, MICRO_CLIP])
 def test_shipped_files_match_their_manifest(name):
     folder = SHIPPED / name
-    assert shipping.problems(folder) == []
-    manifest = json.loads((folder / shipping.MANIFEST).read_text())
+    assert shipped.problems(folder) == []
+    manifest = json.loads((folder / shipped.MANIFEST).read_text())
     assert manifest["files"] and all(len(entry["sha256"]) == 64 for entry in manifest["files"].values())
     total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
     assert total < 20 * 1024 * 1024, f"the shipped micro models take {total / 2**20:.1f} MB; the budget is 20 MB"
@@ -35,10 +35,10 @@ def test_a_changed_or_missing_file_is_named_and_install_refuses(tmp_path):
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
     (folder / "config.json").unlink()
-    found = shipping.problems(folder)
+    found = shipped.problems(folder)
     assert any(weights.name in p and "sha256" in p for p in found) and any("config.json is missing" in p for p in found)
     with pytest.raises(PipelineError, match="does not match its manifest"):
-        shipping.install(folder, tmp_path / "installed")
+        shipped.install(folder, tmp_path / "installed")
     assert not (tmp_path / "installed").exists()
 
 
@@ -51,9 +51,9 @@ def test_mflux_loads_the_folder_with_its_own_geometry_and_computes_what_torch_co
     from transformers import Qwen3ForCausalLM
 
     from charlora import mlx_runtime
-    from charlora.micro.folder import register_model_folder
-    from charlora.micro.text import embed_prompts
-    from charlora.micro.transformer_pretrain import position_ids
+    from charlora.models.folder import register_model_folder
+    from charlora.models.micro.text import embed_prompts
+    from charlora.models.micro.transformer_pretrain import position_ids
 
     mlx_runtime.use_cpu_precision()
     folder = SHIPPED / MICRO
@@ -99,7 +99,7 @@ def test_mflux_loads_the_folder_with_its_own_geometry_and_computes_what_torch_co
 def test_the_sized_vae_hook_leaves_other_models_full_size(tmp_path):
     from mflux.models.flux2 import flux2_initializer
 
-    from charlora.micro.folder import register_model_folder
+    from charlora.models.folder import register_model_folder
 
     register_model_folder(MICRO, SHIPPED / MICRO)
     assert flux2_initializer.Flux2VAE.__name__ == "Flux2VAE"  # only swapped while a registered model is built
@@ -118,7 +118,7 @@ def test_the_build_runs_end_to_end_on_a_quick_recipe(tmp_path):
                             timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in (MICRO, MICRO_CLIP):
-        assert shipping.problems(tmp_path / "out" / name) == []
-    figures = json.loads((tmp_path / "out" / MICRO / shipping.MANIFEST).read_text())["figures"]
+        assert shipped.problems(tmp_path / "out" / name) == []
+    figures = json.loads((tmp_path / "out" / MICRO / shipped.MANIFEST).read_text())["figures"]
     assert {"vae_psnr_db", "prompt_fit", "clip"} <= set(figures)
     assert 0 <= figures["prompt_fit"]["generated"]["scene_accuracy"] <= 1

@@ -21,8 +21,8 @@ from charlora import mlx_runtime  # noqa: E402  (before mlx is imported anywhere
 
 mlx_runtime.prepare()
 
-from charlora.micro.build import PHASES, build, quick  # noqa: E402
-from charlora.micro.recipe import RECIPE  # noqa: E402
+from charlora.models.micro.build import PHASES, build, quick  # noqa: E402
+from charlora.models.micro.recipe import RECIPE  # noqa: E402
 
 
 def main() -> None:

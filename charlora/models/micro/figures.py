@@ -80,7 +80,7 @@ def prompt_fit_figures(generate: Callable[[str, int], Any], clip_dir: Path, seed
     figures["chance"] = {"caption_top1": 1 / count, "scene_accuracy": 1 / len(SCENES),
                          "colour_accuracy": 1 / len(COLOURS), "species_accuracy": 1 / len(SPECIES)}
     if sheet is not None:
-        from charlora.micro.sheet import side_by_side
+        from charlora.models.micro.sheet import side_by_side
 
         side_by_side(real[:16], generated[:16], captions[:16]).save(sheet)
     return figures
@@ -90,9 +90,9 @@ def measure(recipe, model_dir: Path, clip_dir: Path, torch_vae, report: Callable
             sheet: Path | None) -> dict:
     """The shipped files' figures, through mflux: VAE PSNR, prompt fit of generated pictures, CLIP's own scores."""
     from charlora import mlx_runtime
-    from charlora.micro.folder import register_model_folder
-    from charlora.micro.recipe import MICRO
-    from charlora.micro.vae_pretrain import heldout_psnr, torch_roundtrip
+    from charlora.models.folder import register_model_folder
+    from charlora.models.micro.recipe import MICRO
+    from charlora.models.micro.vae_pretrain import heldout_psnr, torch_roundtrip
 
     mlx_runtime.use_cpu_precision()
     import mlx.core as mx

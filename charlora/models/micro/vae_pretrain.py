@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from charlora.micro.recipe import VaeRecipe
-from charlora.micro.world_data import psnr, random_crops, world_items
+from charlora.models.micro.recipe import VaeRecipe
+from charlora.models.micro.world_data import psnr, random_crops, world_items
 
 
 def build_vae(recipe: VaeRecipe):

@@ -1,4 +1,4 @@
-"""Build the micro FLUX.2 Klein model and the micro CLIP from :mod:`charlora.micro.recipe` (``make micro-model``).
+"""Build the micro FLUX.2 Klein model and the micro CLIP from :mod:`charlora.models.micro.recipe` (``make micro-model``).
 
 Phases, in order, each resumable from its checkpoint in the work folder and skipped when its result
 is there:
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from charlora.micro.recipe import MICRO, MICRO_CLIP, Recipe
+from charlora.models.micro.recipe import MICRO, MICRO_CLIP, Recipe
 
 PHASES = ("text", "vae", "transformer", "decoder", "clip", "ship")
 
@@ -60,7 +60,7 @@ class Build:
         return state, lambda new_state: torch.save(new_state, path)
 
     def text(self) -> None:
-        from charlora.micro import text
+        from charlora.models.micro import text
 
         if self._done("text_encoder"):
             return
@@ -75,7 +75,7 @@ class Build:
             self.path("text_encoder")).eval()
 
     def vae(self) -> None:
-        from charlora.micro import vae_pretrain
+        from charlora.models.micro import vae_pretrain
 
         if self._done("vae_joint"):
             return
@@ -93,7 +93,7 @@ class Build:
     def transformer(self) -> None:
         import torch
 
-        from charlora.micro import transformer_pretrain
+        from charlora.models.micro import transformer_pretrain
 
         if self._done("transformer"):
             return
@@ -116,7 +116,7 @@ class Build:
         training.ema.save_pretrained(self.path("transformer"))
 
     def decoder(self) -> None:
-        from charlora.micro import vae_pretrain
+        from charlora.models.micro import vae_pretrain
 
         if self._done("vae"):
             return
@@ -126,7 +126,7 @@ class Build:
         vae.save_pretrained(self.path("vae"))
 
     def clip(self) -> None:
-        from charlora.micro import clip_pretrain
+        from charlora.models.micro import clip_pretrain
 
         if self._done(MICRO_CLIP):
             return
@@ -137,8 +137,8 @@ class Build:
 
     def ship(self, out_dir: Path, sheet: Path | None) -> dict:
         """Assemble, convert to float16, measure through mflux, write the manifests; returns the model's manifest."""
-        from charlora.micro import shipping
-        from charlora.micro.figures import measure
+        from charlora.models import shipped
+        from charlora.models.micro.figures import measure
 
         model_dir, clip_dir = out_dir / MICRO, out_dir / MICRO_CLIP
         for target in (model_dir, clip_dir):
@@ -148,11 +148,11 @@ class Build:
             shutil.copytree(self.path(source), model_dir / part)
         shutil.copytree(self.path(MICRO_CLIP), clip_dir)
         for folder in (model_dir, clip_dir):
-            shipping.to_float16(folder)
+            shipped.to_float16(folder)
         figures = measure(self.recipe, model_dir, clip_dir, self._vae("vae"), self.report, sheet)
         versions = _versions()
-        shipping.write_manifest(clip_dir, {"clip": self.recipe.as_dict()["clip"]}, {"clip": figures["clip"]}, versions)
-        return shipping.write_manifest(model_dir, self.recipe.as_dict(), figures, versions)
+        shipped.write_manifest(clip_dir, {"clip": self.recipe.as_dict()["clip"]}, {"clip": figures["clip"]}, versions)
+        return shipped.write_manifest(model_dir, self.recipe.as_dict(), figures, versions)
 
 
 def _versions() -> dict[str, str]:

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlora.micro.recipe import TransformerRecipe
-from charlora.micro.text import MAX_SEQUENCE_LENGTH, NEGATIVE_PROMPT, embed_prompts
-from charlora.micro.vae_pretrain import patchify
-from charlora.micro.world_data import world_items
+from charlora.models.micro.recipe import TransformerRecipe
+from charlora.models.micro.text import MAX_SEQUENCE_LENGTH, NEGATIVE_PROMPT, embed_prompts
+from charlora.models.micro.vae_pretrain import patchify
+from charlora.models.micro.world_data import world_items
 
 
 @dataclass
