@@ -11,7 +11,10 @@ subpackage     what it does                                                    s
                ``merge`` (mflux folder, held-out split)
 ``models``     ``registry`` (base models and their defaults), ``tiny`` and      base_model, and every
                ``tiny_clip`` (embedded models), ``loading`` (mflux models for   stage that loads one
-               generation), ``flux2_layers`` (the block layer table)
+               generation), ``flux2_layers`` (the block layer table),
+               ``folder`` (a model folder registered with mflux), ``shipped``
+               (the committed micro weights and their manifest); ``micro/``
+               builds the micro model (``make micro-model``, not a stage)
 ``train``      ``settings``, ``mflux_config``, ``checkpoints`` (resume plan),   train (extract reads
                ``hooks`` (into mflux's trainer), ``run``, ``curves`` (dvclive)  its checkpoints)
 ``lora``       ``safetensors`` (header, metadata, alpha), ``extract``,          extract, export
@@ -28,6 +31,13 @@ project-folder checks), ``fileio``, ``errors`` (:class:`~charlora.errors.Pipelin
 ``progress`` (the one progress display, and silencing mflux's own). ``cli`` is for stage
 scripts only; library code reports through :mod:`charlora.progress` or a callable it is given.
 A new stage gets its own subpackage (or module) here and a thin ``stages/<stage>.py``.
+
+Importing the package prepares mlx for this machine before anything imports mlx: on a Linux CPU it
+loads an optimized BLAS for mlx's matrix products (:mod:`charlora.mlx_runtime`).
 """
+
+from charlora import mlx_runtime as _mlx_runtime
+
+_mlx_runtime.prepare()
 
 __version__ = "0.1.0"

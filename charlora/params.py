@@ -70,6 +70,16 @@ class MergeParams:
 
 
 @dataclass(frozen=True)
+class PriorParams:
+    """``prior``: prior preservation, the base model's own pictures for the training captions without the trigger."""
+
+    per_image: int | None = field(metadata=limits(min=0, max=8))  # null: the base model's default (micro 2, others 0)
+    seed: int = field(metadata=limits(min=0))
+    steps: int | None = field(metadata=limits(min=1, max=200))
+    guidance: float | None = field(metadata=limits(min=0.0, max=20.0))
+
+
+@dataclass(frozen=True)
 class BaseModelParams:
     """``base_model``: which FLUX.2 Klein, and an optional local folder inside the project."""
 
@@ -148,7 +158,7 @@ class EvaluateParams:
 
     num_timesteps: int = field(metadata=limits(min=1, max=100))
     noise_seed: int = field(metadata=limits(min=0))
-    prompts_file: str
+    prompts_file: str | None  # null: the base model's (micro: validation/micro_prompts.json)
     max_prompts: int | None = field(metadata=limits(min=1))
     control_prompts: int = field(metadata=limits(min=1))
     image_checkpoints: int | None = field(metadata=limits(min=1))
@@ -217,6 +227,7 @@ class Params:
     preprocess: PreprocessParams
     caption: CaptionParams
     merge: MergeParams
+    prior: PriorParams
     base_model: BaseModelParams
     tiny_model: TinyModelParams
     train: TrainParams
@@ -255,7 +266,8 @@ def check_local_paths(params: Params, root: Path) -> None:
     """Every local path in ``params`` must resolve (symlinks followed) inside the project ``root``."""
     if params.base_model.path is not None:
         project_path(params.base_model.path, "base_model.path", root)
-    project_path(params.evaluate.prompts_file, "evaluate.prompts_file", root)
+    if params.evaluate.prompts_file is not None:
+        project_path(params.evaluate.prompts_file, "evaluate.prompts_file", root)
     project_path(params.caption.model, "caption.model", root, model=True)
     if params.evaluate.clip_model is not None:
         project_path(params.evaluate.clip_model, "evaluate.clip_model", root, model=True)

@@ -14,10 +14,11 @@ def main() -> None:
     with staged_dir(layout.TRAIN_ROOT) as train_root, staged_dir(layout.HELDOUT_ROOT) as heldout_root:
         (train_root / name).mkdir()
         (heldout_root / name).mkdir()
-        summary = merge(layout.PROCESSED_DIR, layout.CAPTIONED_DIR, train_root / name, heldout_root / name,
-                        params.merge, params.character.trigger)
+        summary = merge(layout.PROCESSED_DIR, layout.CAPTIONED_DIR, layout.PRIOR_ROOT / name, train_root / name,
+                        heldout_root / name, params.merge, params.character.trigger)
     write_json(layout.METRICS_DIR / "merge.json", summary)
-    log("merge", f"{summary['train_images']} training pairs in {layout.TRAIN_ROOT / name}, "
+    log("merge", f"{summary['train_images']} training pairs and {summary['prior_images']} prior pictures in "
+                 f"{layout.TRAIN_ROOT / name}, "
                  f"{summary['heldout_images']} held out in {layout.HELDOUT_ROOT / name}")
 
 

@@ -11,7 +11,7 @@ from charlora.train.run import train
 def main() -> None:
     params = load_params()
     metrics = train(params, layout.TRAIN_ROOT / params.character.name, layout.TRAINING_DIR,
-                    layout.METRICS_DIR / "train", layout.TINY_MODEL_DIR)
+                    layout.METRICS_DIR / "train")
     write_json(layout.METRICS_DIR / "train.json", metrics)
     log("train", f"done: {metrics['steps']} steps, final loss {metrics['final_loss']}, "
                  f"{metrics['seconds_per_step']} s/step; checkpoints in {layout.TRAINING_DIR}/run/checkpoints")

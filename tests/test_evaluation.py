@@ -10,7 +10,8 @@ import pytest
 from charlora.errors import PipelineError
 from charlora.evaluate.clip_metrics import diversity, identity, prompt_fit, score
 from charlora.evaluate.heldout import ValidationLoss, spread_timesteps
-from charlora.evaluate.run import pick_best, resolve_sampling, shortlist
+from charlora.evaluate.run import pick_best, shortlist
+from charlora.evaluate.settings import resolve_sampling
 from charlora.evaluate.sheets import contact_sheet
 from charlora.lora.extract import adapter_from_checkpoint
 from charlora.train.checkpoints import RUN_SUBDIR, good_checkpoints
@@ -110,4 +111,5 @@ def test_sampling_params_set_to_zero_are_honoured_and_null_takes_the_model_defau
     assert resolve_sampling(project_params.evaluate, defaults).guidance == 4.0  # null: the model's
     zero = replace(project_params.evaluate, guidance=0.0, steps=1, resolution=16, max_prompts=1, image_checkpoints=1,
                    clip_model="models/base/clip-tiny")
-    assert resolve_sampling(zero, defaults) == type(resolve_sampling(zero, defaults))(1, 0.0, 16, 1, 1, "models/base/clip-tiny")
+    assert resolve_sampling(zero, defaults) == type(resolve_sampling(zero, defaults))(
+        1, 0.0, 16, 1, 1, "models/base/clip-tiny", zero.prompts_file or defaults.prompts_file)

@@ -28,16 +28,24 @@ def test_merge_layout(tmp_path, project_params):
         (captions / f"{name}.txt").write_text(f"brmbl, picture {index}\n")
         manifest.append({"name": name})
     write_json(processed / "manifest.json", manifest)
-    train, heldout = tmp_path / "train", tmp_path / "heldout"
-    train.mkdir()
-    heldout.mkdir()
+    train, heldout, prior = tmp_path / "train", tmp_path / "heldout", tmp_path / "prior"
+    for folder in (train, heldout, prior):
+        folder.mkdir()
+    for index in range(1, 6):  # two prior pictures per picture, as the prior stage writes them
+        for copy in (1, 2):
+            noise_image(prior / f"char_{index:03d}_prior{copy}.png", (64, 64), seed=100 + 10 * index + copy)
+            (prior / f"char_{index:03d}_prior{copy}.txt").write_text(f"picture {index}\n")
     params = replace(project_params.merge, heldout_fraction=0.2, preview_prompts=["{trigger} waving", "{trigger} asleep"])
-    summary = merge(processed, captions, train, heldout, params, "brmbl")
-    assert summary["train_images"] == 4 and summary["heldout_images"] == 1
+    summary = merge(processed, captions, prior, train, heldout, params, "brmbl")
+    assert summary["train_images"] == 4 and summary["heldout_images"] == 1 and summary["prior_images"] == 8
     held = summary["heldout"][0]
     assert sorted(p.name for p in heldout.iterdir()) == [f"{held}.png", f"{held}.txt"]
-    pngs = sorted(p.stem for p in train.glob("*.png"))
-    assert len(pngs) == 4 and held not in pngs
-    assert all((train / f"{stem}.txt").read_text().startswith("brmbl, ") for stem in pngs)
+    own = sorted(p.stem for p in train.glob("*.png") if "_prior" not in p.stem)
+    assert len(own) == 4 and held not in own
+    assert all((train / f"{stem}.txt").read_text().startswith("brmbl, ") for stem in own)
+    # The held-out picture's priors stay out of training; every training picture brings its two, captions beside.
+    priors = sorted(p.stem for p in train.glob("*_prior*.png"))
+    assert priors == sorted(f"{stem}_prior{copy}" for stem in own for copy in (1, 2))
+    assert all((train / f"{stem}.txt").read_text() == f"picture {int(stem[5:8])}\n" for stem in priors)
     assert (train / "preview_1.txt").read_text() == "brmbl waving\n"
     assert (train / "preview_2.txt").read_text() == "brmbl asleep\n"

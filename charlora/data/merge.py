@@ -27,18 +27,30 @@ def preview_prompts(params: MergeParams, trigger: str) -> list[str]:
     return [prompt.replace("{trigger}", trigger) for prompt in params.preview_prompts]
 
 
-def merge(processed_dir: Path, captions_dir: Path, train_dir: Path, heldout_dir: Path, params: MergeParams,
-          trigger: str) -> dict:
-    """Copy pairs into ``train_dir`` (with ``preview_N.txt``) and ``heldout_dir``; return a summary."""
+def merge(processed_dir: Path, captions_dir: Path, prior_dir: Path, train_dir: Path, heldout_dir: Path,
+          params: MergeParams, trigger: str) -> dict:
+    """Copy pairs into ``train_dir`` (with ``preview_N.txt``) and ``heldout_dir``; return a summary.
+
+    The prior pictures (``prior_dir``, prior stage) of the training pictures go into ``train_dir`` too;
+    those of held-out pictures stay out, so nothing about a held-out picture reaches training.
+    """
     names = [entry["name"] for entry in read_json(processed_dir / "manifest.json")]
     for name in names:
         if not (captions_dir / f"{name}.txt").read_text(encoding="utf-8").strip():
             raise PipelineError(f"{captions_dir / f'{name}.txt'} is empty. Run the caption stage again (dvc repro -f caption).")
     heldout = set(heldout_names(names, params.heldout_fraction, params.seed))
+    priors = 0
     for name in names:
         target = heldout_dir if name in heldout else train_dir
         shutil.copyfile(processed_dir / f"{name}.png", target / f"{name}.png")
         shutil.copyfile(captions_dir / f"{name}.txt", target / f"{name}.txt")
+        if name in heldout:
+            continue
+        for picture in sorted(prior_dir.glob(f"{name}_prior*.png")):
+            shutil.copyfile(picture, train_dir / picture.name)
+            shutil.copyfile(picture.with_suffix(".txt"), train_dir / f"{picture.stem}.txt")
+            priors += 1
     for index, prompt in enumerate(preview_prompts(params, trigger), 1):
         (train_dir / f"preview_{index}.txt").write_text(prompt + "\n", encoding="utf-8")
-    return {"train_images": len(names) - len(heldout), "heldout_images": len(heldout), "heldout": sorted(heldout)}
+    return {"train_images": len(names) - len(heldout), "heldout_images": len(heldout), "prior_images": priors,
+            "heldout": sorted(heldout)}

@@ -61,7 +61,7 @@ class ValidationLoss:
     def _adapter(self, lora: Path | None) -> tuple[Any, Any]:
         from mflux.models.flux2.training_adapter.flux2_training_adapter import Flux2TrainingAdapter
 
-        config = model_config(self.training_config["model"], self.tiny)
+        config = model_config(self.training_config["model"], self.tiny, self.training_config["model_path"])
         adapter = Flux2TrainingAdapter(model_config=config, quantize=self.training_config["quantize"],
                                        model_path=self.training_config["model_path"])
         if lora is not None:

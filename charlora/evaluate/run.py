@@ -10,18 +10,19 @@ apart from the per-image rate, and mflux's own bars and banners are silenced.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
+from charlora.data.prior import is_prior
 from charlora.errors import PipelineError
 from charlora.evaluate.clip_metrics import ClipScorer, diversity, identity, open_rgb, prompt_fit, score
 from charlora.evaluate.heldout import ValidationLoss, heldout_pairs
 from charlora.evaluate.prompts import load_prompts
 from charlora.evaluate.sampling import generate
+from charlora.evaluate.settings import resolve_sampling
 from charlora.evaluate.sheets import contact_sheet
 from charlora.models.loading import load_flux2
-from charlora.models.registry import SampleDefaults, get_base_model
-from charlora.params import EvaluateParams, Params
+from charlora.models.registry import get_base_model
+from charlora.params import Params
 from charlora.progress import Progress
 
 
@@ -43,30 +44,6 @@ def pick_best(rows: list[dict]) -> int:
     if scored:
         return max(scored, key=lambda row: (row["score"], -row["val_loss"], -row["step"]))["step"]
     return min(rows, key=lambda row: (row["val_loss"], row["step"]))["step"]
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """evaluate's effective sampling values."""
-
-    steps: int
-    guidance: float
-    resolution: int
-    max_prompts: int | None  # None: every prompt
-    image_checkpoints: int | None  # None: every checkpoint
-    clip_model: str
-
-
-def resolve_sampling(evaluate: EvaluateParams, defaults: SampleDefaults) -> Sampling:
-    """``evaluate`` params with ``null`` ones from the base model's defaults; 0 and 0.0 are values, not null."""
-
-    def pick(value, default):
-        return default if value is None else value
-
-    return Sampling(pick(evaluate.steps, defaults.steps), pick(evaluate.guidance, defaults.guidance),
-                    pick(evaluate.resolution, defaults.resolution), pick(evaluate.max_prompts, defaults.max_prompts),
-                    pick(evaluate.image_checkpoints, defaults.image_checkpoints),
-                    pick(evaluate.clip_model, defaults.clip_model))
 
 
 def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict], heldout_dir: Path, train_dir: Path,
@@ -94,14 +71,14 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         losses[entry["step"]] = loss = scorer.score(pairs, Path(entry["file"]))
         held.advance(f"step {entry['step']}: {loss:.5f} ({loss - base_loss:+.5f} vs base)")
 
-    prompts = load_prompts(Path(evaluate.prompts_file), params.character.trigger, sampling.max_prompts)
+    prompts = load_prompts(Path(sampling.prompts_file), params.character.trigger, sampling.max_prompts)
     controls = prompts[: evaluate.control_prompts]
     chosen = shortlist(losses, sampling.image_checkpoints)
     shortlisted = [e for e in checkpoints if e["step"] in chosen]
-    images = Progress("evaluate", 2 * len(controls) + len(shortlisted) * (len(prompts) + len(controls)), "image")
+    images = Progress("evaluate", (1 + len(shortlisted)) * (len(prompts) + len(controls)), "image")
     with images.warmup(f"loading CLIP {sampling.clip_model}"):
         clip = ClipScorer(sampling.clip_model)
-        reference = clip.images([open_rgb(p) for p in sorted(train_dir.glob("*.png"))])
+        reference = clip.images([open_rgb(p) for p in sorted(train_dir.glob("*.png")) if not is_prior(p)])
     model_path = training_config["model_path"]
 
     def generate_with(model, texts, label):
@@ -110,9 +87,14 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
 
     with images.warmup("loading the base model"):
         base_model = load_flux2(training_config["model"], model_path, params.tiny_model)
-    base_with = generate_with(base_model, [(p.id, p.text) for p in controls], "base")
+    # The base model gets the same prompts and seeds: what the LoRA adds is measured against it.
+    base_with = generate_with(base_model, [(p.id, p.text) for p in prompts], "base")
     base_without = generate_with(base_model, [(p.id, p.without_trigger) for p in controls], "base, no trigger")
     del base_model
+    prompt_texts = clip.texts([p.text for p in prompts])
+    base_embeddings = clip.images([s.image for s in base_with])
+    base_identity = identity(base_embeddings, reference)
+    base_prompt_fit = prompt_fit(base_embeddings, prompt_texts)
     base_leak_identity = identity(clip.images([s.image for s in base_without]), reference)
 
     results = {}
@@ -127,7 +109,8 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         embeddings = clip.images([s.image for s in with_trigger])
         metrics = {
             "identity": identity(embeddings, reference),
-            "prompt_fit": prompt_fit(embeddings, clip.texts([p.text for p in prompts])),
+            "identity_gain": identity(embeddings, reference) - base_identity,
+            "prompt_fit": prompt_fit(embeddings, prompt_texts),
             "leakage": max(0.0, identity(clip.images([s.image for s in without]), reference) - base_leak_identity),
             "diversity": diversity(embeddings),
             # How far the LoRA moves the sampler's final latents from the base model's (same seed and prompt).
@@ -144,21 +127,25 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
             sample.image.save(step_dir / f"{sample.prompt_id}_no_trigger.png")
         contact_sheet([(f"step {step}", with_trigger), ("no trigger", without)]).save(
             samples_dir / f"contact_step{step:06d}.png")
-        images.say(f"step {step}: identity {metrics['identity']:.4f}, prompt fit {metrics['prompt_fit']:.4f}, "
-                   f"leakage {metrics['leakage']:.4f}, diversity {metrics['diversity']:.4f}, score {metrics['score']:.4f}")
+        images.say(f"step {step}: identity {metrics['identity']:.4f} ({metrics['identity_gain']:+.4f} vs the base "
+                   f"model), prompt fit {metrics['prompt_fit']:.4f} (base {base_prompt_fit:.4f}), leakage "
+                   f"{metrics['leakage']:.4f}, diversity {metrics['diversity']:.4f}, score {metrics['score']:.4f}")
 
     table = [{"step": e["step"], "val_loss": round(losses[e["step"]], 6),
               **{k: round(v, 6) for k, v in results.get(e["step"], {}).items() if k != "samples"}} for e in checkpoints]
     best_step = pick_best(table)
     best = results[best_step]
-    contact_sheet([("base", base_with), (f"LoRA step {best_step}", best["samples"][: len(controls)])]).save(
+    contact_sheet([("base model", base_with), (f"LoRA step {best_step}", best["samples"][: len(prompts)])]).save(
         samples_dir / "comparison.png")
     shutil.copyfile(next(e["file"] for e in checkpoints if e["step"] == best_step), best_file)
     return {
         "best_step": best_step,
         "best_file": str(best_file),
         "best_score": round(best["score"], 6),
-        **{k: round(best[k], 6) for k in ("identity", "prompt_fit", "leakage", "diversity", "latent_shift")},
+        **{k: round(best[k], 6) for k in ("identity", "identity_gain", "prompt_fit", "leakage", "diversity",
+                                          "latent_shift")},
+        "base_identity": round(base_identity, 6),
+        "base_prompt_fit": round(base_prompt_fit, 6),
         "best_val_loss": round(losses[best_step], 6),
         "base_val_loss": round(base_loss, 6),
         "final_val_loss": round(losses[checkpoints[-1]["step"]], 6),

@@ -58,13 +58,12 @@ class ExportedFile:
         return row
 
 
-def base_geometry(base_model: str, tiny: TinyModelParams) -> dict[str, Any]:
-    """The transformer geometry of ``base_model`` (the tiny model's from its params)."""
-    spec = get_base_model(base_model)
-    if spec.name == TINY:
-        from charlora.models.tiny import register_tiny_model
+def base_geometry(base_model: str, tiny: TinyModelParams, model_path: str | Path | None = None) -> dict[str, Any]:
+    """The transformer geometry of ``base_model`` (the tiny model's from its params, the micro model's from its folder)."""
+    from charlora.models.loading import model_config
 
-        register_tiny_model(tiny)
+    spec = get_base_model(base_model)
+    model_config(spec.name, tiny, model_path)
     return transformer_geometry(spec.mflux_name)
 
 
@@ -95,12 +94,17 @@ def mismatches(lora: Lora, geometry: dict[str, Any]) -> list[str]:
 
 def guess_base_model(lora: Lora, tiny: TinyModelParams, source: Path) -> str:
     """The base model whose layers ``lora`` fits (for adapters from elsewhere)."""
+    geometries = {}
     for name in BASE_MODELS:
-        if not mismatches(lora, base_geometry(name, tiny)):
+        try:
+            geometries[name] = base_geometry(name, tiny)
+        except PipelineError:  # an embedded model that is not installed here (dvc repro base_model) cannot match
+            continue
+        if not mismatches(lora, geometries[name]):
             return name
-    raise PipelineError(f"{source}: fits none of the known FLUX.2 Klein base models ({', '.join(BASE_MODELS)}): "
-                        f"{mismatches(lora, base_geometry(next(iter(BASE_MODELS)), tiny))[:2]}. "
-                        "Is it a FLUX.2 Klein LoRA?")
+    first = next(iter(geometries))
+    raise PipelineError(f"{source}: fits none of the known FLUX.2 Klein base models ({', '.join(geometries)}): "
+                        f"{mismatches(lora, geometries[first])[:2]}. Is it a FLUX.2 Klein LoRA?")
 
 
 def export_adapter(source: Path, out_dir: Path, stem: str, formats: list[str], geometry: dict[str, Any],
@@ -187,7 +191,7 @@ def export_pipeline_adapters(params: Params, report: Callable[[str], None]) -> l
     Writes ``metrics/export.json`` and ``models/export/report.json``; raises if a file failed a check.
     """
     name = params.character.name
-    geometry = base_geometry(params.base_model.name, params.tiny_model)
+    geometry = base_geometry(params.base_model.name, params.tiny_model, params.base_model.path)
     sources = {"best": layout.LORA_DIR / f"{name}-best.safetensors", "final": layout.LORA_DIR / f"{name}.safetensors"}
     for source in sources.values():
         if not source.is_file():

@@ -5,16 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from charlora import mlx_runtime
 from charlora.models.registry import TINY, get_base_model
 from charlora.params import TinyModelParams
 from charlora.progress import silenced
 
 
-def model_config(model_name: str, tiny: TinyModelParams | None = None) -> Any:
-    """mflux's ``ModelConfig`` for ``model_name``; the tiny model's entry is registered from ``tiny`` first."""
+def model_config(model_name: str, tiny: TinyModelParams | None = None, model_path: str | Path | None = None) -> Any:
+    """mflux's ``ModelConfig`` for ``model_name``, registered with mflux first where mflux does not know it.
+
+    The tiny model's entry comes from ``tiny``; a model whose geometry lives in its folder (the micro
+    model) from ``model_path`` (default: its embedded folder). Also sets mlx's compute precision for
+    this machine (:func:`charlora.mlx_runtime.use_cpu_precision`): every model load passes here.
+    """
     from mflux.models.common.config.model_config import ModelConfig
 
+    mlx_runtime.use_cpu_precision()
     spec = get_base_model(model_name)
+    if spec.geometry_from_folder:
+        from charlora.models.folder import register_model_folder
+
+        return register_model_folder(spec.mflux_name, Path(model_path or spec.local_dir))
     if spec.name != TINY:
         return ModelConfig.from_name(spec.mflux_name)
     from charlora.models.tiny import register_tiny_model
@@ -34,7 +45,7 @@ def load_flux2(model_name: str, model_path: str | Path | None, tiny: TinyModelPa
     import mlx.core as mx
     from mflux.models.flux2.variants import Flux2Klein
 
-    config = model_config(model_name, tiny)
+    config = model_config(model_name, tiny, model_path)
     with silenced():
         model = Flux2Klein(model_config=config, model_path=None if model_path is None else str(model_path),
                            lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales,

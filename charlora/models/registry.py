@@ -1,8 +1,12 @@
 """The FLUX.2 Klein base models this pipeline trains on, and their training defaults.
 
 ``params.yaml`` names one with ``base_model.name``. Training values left ``null`` in the
-``train`` section take the model's defaults from here, so switching from the embedded tiny
+``train`` section take the model's defaults from here, so switching from the embedded micro
 model to the real FLUX.2 Klein Base 4B is one line: ``base_model.name: flux2-klein-base-4b``.
+
+Two models are embedded (no download): ``flux2-klein-micro``, pretrained on a cartoon world and
+shipped in ``models/micro/`` (the default: the run shows a character being learned), and
+``flux2-klein-tiny``, random weights built in seconds (tests that only need the code paths).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import dataclass
 from charlora.errors import PipelineError
 
 TINY = "flux2-klein-tiny"
+MICRO = "flux2-klein-micro"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class SampleDefaults:
     clip_model: str
     max_prompts: int | None  # None: every prompt in the prompts file
     image_checkpoints: int | None  # None: every checkpoint
+    prompts_file: str = "validation/test_prompts.json"
+    prior_per_image: int = 0  # prior-preservation pictures per training picture (0: none)
 
 
 _REAL_SAMPLING = SampleDefaults(steps=50, guidance=4.0, resolution=1024, clip_model="openai/clip-vit-base-patch32",
@@ -59,6 +66,8 @@ class BaseModelSpec:
     memory: str
     sampling: SampleDefaults = _REAL_SAMPLING
     runware_air: str = "runware:400@5"  # the same base model on Runware, for the publish test inference
+    local_dir: str | None = None  # an embedded model's folder (base_model.path null); None: mflux downloads hf_repo
+    geometry_from_folder: bool = False  # mflux learns the model's sizes from its folder (charlora.models.folder)
 
 
 # The project plan's defaults for the real models: 1024 px, 100 epochs, timesteps 25-40 of 40.
@@ -72,13 +81,23 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
     "flux2-klein-base-9b": BaseModelSpec(
         "flux2-klein-base-9b", "flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", 8, 24, _REAL_DEFAULTS,
         memory="about 35 GB download; 48 GB+ unified memory at 1024 px", runware_air="runware:400@3"),
+    MICRO: BaseModelSpec(
+        MICRO, MICRO, "charlora/flux2-klein-micro", 2, 3,
+        TrainDefaults(resolution=128, epochs=4, steps=20, guidance=1.0, timestep_low=0, timestep_high=20,
+                      low_ram=False, checkpoint_every=20, preview_every=0, preview_resolution=128),
+        memory="shipped in models/micro (about 7 MB); under 1 GB RAM at 128 px",
+        sampling=SampleDefaults(steps=20, guidance=4.0, resolution=128, clip_model="models/base/clip-micro",
+                                max_prompts=6, image_checkpoints=2, prompts_file="validation/micro_prompts.json",
+                                prior_per_image=2),
+        local_dir="models/base/flux2-klein-micro", geometry_from_folder=True),
     TINY: BaseModelSpec(
         TINY, TINY, "black-forest-labs/FLUX.2-klein-base-4B", 1, 1,
         TrainDefaults(resolution=64, epochs=2, steps=8, guidance=1.0, timestep_low=0, timestep_high=8,
                       low_ram=False, checkpoint_every=4, preview_every=0, preview_resolution=64),
         memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px",
         sampling=SampleDefaults(steps=4, guidance=4.0, resolution=32, clip_model="models/base/clip-tiny",
-                                max_prompts=3, image_checkpoints=2)),
+                                max_prompts=3, image_checkpoints=2),
+        local_dir="models/base/flux2-klein-tiny"),
 }
 
 # Step-distilled Klein models generate in 4 steps; training a LoRA on them gives poor results.

@@ -14,6 +14,7 @@ from typing import Any
 from charlora import layout
 from charlora.errors import PipelineError
 from charlora.evaluate.prompts import load_prompts
+from charlora.evaluate.settings import prompts_file
 from charlora.fileio import read_json, sha256_file
 from charlora.lora.safetensors import read_metadata
 from charlora.models.registry import get_base_model
@@ -77,7 +78,7 @@ def collect_release(params: Params) -> Release:
         raise PipelineError(f"{best} or {eval_file} is missing. Run the pipeline first: dvc repro evaluate.")
     evaluation = read_json(eval_file)
     step_dir = layout.SAMPLES_DIR / f"step{evaluation['best_step']:06d}"
-    prompts = {p.id: p.text for p in load_prompts(Path(params.evaluate.prompts_file), trigger, None)}
+    prompts = {p.id: p.text for p in load_prompts(prompts_file(params), trigger, None)}
     samples, sample_prompts = [], {}
     for image in sorted(step_dir.glob("*.png")):
         if "_no_" in image.stem:  # the trigger-off controls are for evaluation, not for the card

@@ -17,8 +17,10 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from charlora import mlx_runtime
 from charlora.errors import PipelineError
 from charlora.fileio import sha256_json, sha256_tree, write_json, write_text_atomic
+from charlora.models.loading import model_config
 from charlora.models.registry import TINY
 from charlora.params import Params
 from charlora.progress import Progress, duration, say, silenced
@@ -68,12 +70,15 @@ def fingerprint(config: dict, data_dir: Path, params: Params) -> dict:
     }
 
 
-def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, tiny_model_dir: Path) -> dict:
-    """Validate, write the mflux config, train (or resume) and return the train metrics."""
+def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, embedded_dir: Path | None = None) -> dict:
+    """Validate, write the mflux config, train (or resume) and return the train metrics.
+
+    ``embedded_dir``: where the embedded base model is (default: its folder in the registry).
+    """
     model = base_model_for(params)
     settings = resolve_settings(params, model)
     images = check_dataset(train_dir)
-    model_path = check_model_path(params, tiny_model_dir)
+    model_path = check_model_path(params, embedded_dir)
     config_path = training_dir / "config.json"
     run_dir = training_dir / RUN_SUBDIR
     config = mflux_config(settings, model, model_path, train_dir, config_path, run_dir)
@@ -87,10 +92,7 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, t
     write_json(config_path, config)
     write_json(training_dir / "fingerprint.json", {"fingerprint": sha256_json(facts), **facts})
 
-    if model.name == TINY:
-        from charlora.models.tiny import register_tiny_model
-
-        register_tiny_model(params.tiny_model)
+    model_config(model.name, params.tiny_model, model_path)  # registers the embedded models with mflux
     from mflux.models.common.training.runner import TrainingRunner
 
     first = checkpoint_step(plan.resume_from) if plan.resume_from else 0
@@ -141,6 +143,6 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, t
         "wall_seconds": round(wall, 2),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_mlx_memory_mb": round(mx.get_peak_memory() / (1 << 20), 1),
-        "mlx_device": str(mx.default_device()),
+        **mlx_runtime.describe(),
         "settings": asdict(settings),
     }

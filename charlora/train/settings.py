@@ -105,19 +105,21 @@ def check_dataset(train_dir: Path) -> list[Path]:
     return images
 
 
-def check_model_path(params: Params, tiny_model_dir: Path) -> str | None:
+def check_model_path(params: Params, embedded_dir: Path | None = None) -> str | None:
     """The local model folder to load, or None to let mflux download ``base_model.name``.
 
-    ``base_model.path: null`` means the tiny model's folder for the tiny model (built by the
-    base_model stage) and a download for the real ones, so switching models is one param.
+    ``base_model.path: null`` means the embedded model's folder for the embedded models (the micro
+    model installed and the tiny one built by the base_model stage; ``embedded_dir`` overrides the
+    registry's folder) and a download for the real ones, so switching models is one param.
     """
+    spec = base_model_for(params)
     path = params.base_model.path
-    if path is None and params.base_model.name == TINY:
-        path = str(tiny_model_dir)
+    if path is None and spec.local_dir is not None:
+        path = str(embedded_dir or spec.local_dir)
     if path is None:
         return None
     if not Path(path).is_dir() or not (Path(path) / "transformer").is_dir():
-        hint = ("Run `dvc repro base_model` to build it" if params.base_model.name == TINY and params.base_model.path is None
+        hint = ("Run `dvc repro base_model` to install it" if spec.local_dir is not None and params.base_model.path is None
                 else "Fix the path, or set it to null to let mflux download base_model.name")
         raise PipelineError(
             f"base_model.path '{path}' is not a FLUX.2 Klein model folder (it needs transformer/, text_encoder/, "

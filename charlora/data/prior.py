@@ -1,0 +1,128 @@
+"""prior: prior preservation, the base model's own pictures for the training captions without the trigger word.
+
+DreamBooth's remedy for a LoRA that draws its character everywhere: train on the character's
+pictures *and* on what the base model itself draws for the same captions without the trigger
+(``"brmbl, sitting in the snow"`` next to the base model's picture for ``"sitting in the snow"``).
+The only way to lower the loss on both is to tie the character to the trigger word: prompts
+without it keep what the base model did. Those pictures go into the training folder beside the
+character's (merge), ``prior.per_image`` per training picture, at each picture's aspect ratio.
+
+Each picture is cached by the base model's identity, its caption, seed, size and sampling
+settings (``data/cache/prior``, kept between runs), so adding a picture generates only its priors.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from charlora.fileio import read_json, sha256_json
+from charlora.models.registry import BaseModelSpec
+from charlora.params import Params, PriorParams
+
+
+PRIOR_SUFFIX = re.compile(r"_prior\d+$")  # char_003_prior1: a prior picture beside char_003 in the training folder
+
+
+def is_prior(path: Path) -> bool:
+    """Whether a training-folder file is a prior picture (not one of the character's own)."""
+    return bool(PRIOR_SUFFIX.search(path.stem))
+
+
+@dataclass(frozen=True)
+class PriorPicture:
+    """One picture to generate: for which training picture, from which caption, at which size and seed."""
+
+    source: str  # the processed picture's name (char_003)
+    name: str  # char_003_prior1
+    caption: str  # without the trigger word
+    seed: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class PriorSettings:
+    """The prior stage's effective values: ``prior`` params with ``null`` ones from the base model's defaults."""
+
+    per_image: int
+    steps: int
+    guidance: float
+    resolution: int  # long side of the pictures: the training resolution
+
+
+def resolve_prior(params: Params, model: BaseModelSpec) -> PriorSettings:
+    """``prior`` params resolved for ``model`` (sampling like evaluate's defaults, size like training's)."""
+    from charlora.train.settings import resolve_settings
+
+    prior, sampling = params.prior, model.sampling
+    return PriorSettings(sampling.prior_per_image if prior.per_image is None else prior.per_image,
+                         sampling.steps if prior.steps is None else prior.steps,
+                         sampling.guidance if prior.guidance is None else prior.guidance,
+                         resolve_settings(params, model).resolution)
+
+
+def without_trigger(caption: str, trigger: str) -> str:
+    """The caption with the trigger word taken out (and the punctuation around it tidied)."""
+    text = re.sub(rf"(?<![\w-]){re.escape(trigger)}(?![\w-])", " ", caption)
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s*,(\s*,)*\s*", ", ", text)  # "a , b" and "a, , b" -> "a, b"
+    return text.strip(" ,")
+
+
+def fit_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The picture's aspect ratio at ``max_side`` on its long side, both sides multiples of 16 (at least 16)."""
+    scale = max_side / max(width, height)
+    return max(16, round(width * scale / 16) * 16), max(16, round(height * scale / 16) * 16)
+
+
+def plan_priors(processed_dir: Path, captions_dir: Path, trigger: str, params: PriorParams, per_image: int,
+                max_side: int) -> list[PriorPicture]:
+    """``per_image`` pictures for each processed picture, in manifest order, each with its own seed."""
+    pictures = []
+    for index, entry in enumerate(read_json(processed_dir / "manifest.json")):
+        caption = without_trigger((captions_dir / f"{entry['name']}.txt").read_text(encoding="utf-8").strip(), trigger)
+        width, height = fit_size(entry["width"], entry["height"], max_side)
+        for copy in range(per_image):
+            pictures.append(PriorPicture(entry["name"], f"{entry['name']}_prior{copy + 1}", caption,
+                                         params.seed + 1000 * index + copy, width, height))
+    return pictures
+
+
+def cache_key(picture: PriorPicture, model_identity: str, steps: int, guidance: float) -> str:
+    """What decides the pixels: the base model, the caption, the seed, the size and the sampling settings."""
+    return sha256_json({"model": model_identity, "caption": picture.caption, "seed": picture.seed,
+                        "size": [picture.width, picture.height], "steps": steps, "guidance": guidance})
+
+
+def generate_priors(pictures: list[PriorPicture], out_dir: Path, cache_dir: Path, model_identity: str, steps: int,
+                    guidance: float, load_model: Callable[[], object]) -> dict:
+    """Write ``<name>.png`` and ``<name>.txt`` for every picture into ``out_dir``; generate only what the cache lacks.
+
+    ``load_model()`` (an mflux FLUX.2 Klein) is called once, and only when something has to be generated.
+    """
+    from charlora.progress import Progress
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached = {p.name: cache_dir / f"{cache_key(p, model_identity, steps, guidance)}.png" for p in pictures}
+    missing = [p for p in pictures if not cached[p.name].is_file()]
+    if missing:
+        progress = Progress("prior", len(missing), "picture")
+        with progress.warmup(f"loading the base model for {len(missing)} prior picture(s)"):
+            model = load_model()
+        progress.start()
+        for picture in missing:
+            image = model.generate_image(seed=picture.seed, prompt=picture.caption, num_inference_steps=steps,
+                                         width=picture.width, height=picture.height, guidance=guidance).image
+            partial = cached[picture.name].with_suffix(".part.png")
+            image.save(partial)
+            partial.replace(cached[picture.name])  # a stopped run never leaves half a picture in the cache
+            progress.advance(f"{picture.name}: {picture.caption}")
+    for picture in pictures:
+        shutil.copyfile(cached[picture.name], out_dir / f"{picture.name}.png")
+        (out_dir / f"{picture.name}.txt").write_text(picture.caption + "\n", encoding="utf-8")
+    return {"pictures": len(pictures), "generated": len(missing), "cached": len(pictures) - len(missing),
+            "steps": steps, "guidance": guidance, "sources": sorted({p.source for p in pictures})}
