@@ -14,16 +14,17 @@ MICRO_CLIP = "clip-micro"
 
 @dataclass(frozen=True)
 class VaeRecipe:
-    block_out_channels: tuple[int, ...] = (16, 32, 64, 64)
+    block_out_channels: tuple[int, ...] = (16, 32, 64, 64)  # the encoder (and the latent space)
+    decoder_block_out_channels: tuple[int, ...] = (32, 64, 64, 64)  # a wider decoder: sharper edges at full size
     layers_per_block: int = 1
-    norm_num_groups: int = 16
+    norm_num_groups: int = 4
     crop: int = 64  # trained on random crops (the VAE is fully convolutional); evaluated on whole pictures
     batch: int = 16
-    steps: int = 2500  # encoder and decoder together; the latent space is then fixed
-    decoder_steps: int = 3000  # the decoder alone, for the frozen encoder (runs beside the transformer's pretraining)
+    steps: int = 3000  # encoder and decoder together; the latent space is then fixed
+    decoder_steps: int = 4000  # the decoder alone, for the frozen encoder (runs beside the transformer's pretraining)
     learning_rate: float = 2e-3
     latent_l2: float = 1e-3  # keeps the latent scale bounded (bn stats normalise it for the transformer)
-    latent_noise: float = 0.05  # small noise on latents while training: a smoother latent space to diffuse in
+    latent_noise: float = 0.02  # small noise on latents in the joint phase: a smoother latent space to diffuse in
     stats_images: int = 512  # world pictures the latent statistics (bn mean, variance) are measured on
     seed: int = 1
 
@@ -42,7 +43,7 @@ class TextRecipe:
 @dataclass(frozen=True)
 class TransformerRecipe:
     num_layers: int = 2  # double-stream blocks (Klein 4B: 5)
-    num_single_layers: int = 3  # single-stream blocks (Klein 4B: 20)
+    num_single_layers: int = 2  # single-stream blocks (Klein 4B: 20)
     num_attention_heads: int = 4
     attention_head_dim: int = 32
     images: int = 18000  # world pictures encoded once for pretraining

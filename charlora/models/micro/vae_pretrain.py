@@ -23,8 +23,10 @@ def build_vae(recipe: VaeRecipe):
     from diffusers import AutoencoderKLFlux2
 
     torch.manual_seed(recipe.seed)
-    return AutoencoderKLFlux2(block_out_channels=recipe.block_out_channels, layers_per_block=recipe.layers_per_block,
-                              norm_num_groups=recipe.norm_num_groups, latent_channels=32)
+    return AutoencoderKLFlux2(block_out_channels=recipe.block_out_channels,
+                              decoder_block_out_channels=recipe.decoder_block_out_channels,
+                              layers_per_block=recipe.layers_per_block, norm_num_groups=recipe.norm_num_groups,
+                              latent_channels=32)
 
 
 def train_vae(vae, recipe: VaeRecipe, report: Callable[[str], None], decoder_only: bool = False,
@@ -62,7 +64,8 @@ def train_vae(vae, recipe: VaeRecipe, report: Callable[[str], None], decoder_onl
         pictures = torch.from_numpy(next(batches))
         with torch.set_grad_enabled(not decoder_only):
             mean = vae.encode(pictures).latent_dist.mode()
-        latents = mean + recipe.latent_noise * torch.randn(mean.shape, generator=generator)
+        # Noise only while the latent space forms; the decoder alone learns the exact latents it will be given.
+        latents = mean if decoder_only else mean + recipe.latent_noise * torch.randn(mean.shape, generator=generator)
         error = vae.decode(latents).sample - pictures
         loss = error.abs().mean() + error.pow(2).mean()
         if not decoder_only:
