@@ -6,10 +6,10 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.setup-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast repro exp exp-all plots bench export publish standins clean
+.PHONY: help setup test test-fast repro exp exp-all plots bench export publish standins micro-model clean
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 setup: $(STAMP) ## Create .venv with the pinned dependencies (mlx for Metal, CUDA or CPU)
 
@@ -31,7 +31,7 @@ repro: $(STAMP) ## Run the pipeline (dvc repro): only stages whose inputs change
 # params that differ between the runs shown and the metrics that decide (EXP_QUALITY), best score first;
 # the second: what training gave and cost (EXP_TRAINING). Every other column (deps, the other metrics and
 # params) is dropped. `make exp-all` (or `make exp ALL=1`) shows dvc's full table.
-PARAM_SECTIONS := character|preprocess|caption|merge|base_model|tiny_model|train|evaluate|export|publish
+PARAM_SECTIONS := character|preprocess|caption|prior|merge|base_model|tiny_model|train|evaluate|export|publish
 EXP_QUALITY := best_score|(base_)?identity(_gain)?|best_val_loss
 EXP_TRAINING := final_loss|final_val_loss|seconds_per_step|peak_rss_mb
 EXP_SHOW := $(DVC) exp show --no-pager --sort-by metrics/eval.json:best_score --sort-order desc --precision 4
@@ -69,7 +69,11 @@ publish: $(STAMP) ## Publish the best LoRA to Hugging Face and Runware (needs .e
 standins: $(STAMP) ## Run local Hub and Runware stand-ins and print the env to try `make publish` offline
 	$(PY) -m tests.standins
 
+# About 2 hours on 2 CPU cores; resumes after an interruption (checkpoints in build/micro). PHASES=transformer runs one phase.
+micro-model: $(STAMP) ## Rebuild the embedded micro FLUX.2 Klein and micro CLIP (models/micro) from their recipe
+	$(PY) tools/build_micro_model.py $(if $(PHASES),--phases "$(PHASES)")
+
 clean: ## Remove generated outputs (never data/raw)
-	rm -rf data/processed data/captioned data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published metrics/train metrics/eval dvc_plots
+	rm -rf data/processed data/captioned data/prior data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published metrics/train metrics/eval dvc_plots
 	rm -f metrics/*.json
 	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

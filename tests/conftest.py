@@ -176,7 +176,7 @@ def place_in_project(project: Path, folder: Path, relative: str) -> str:
 def fast_copy(target: Path, florence: Path) -> Path:
     """A fresh copy of the project: the shipped sample with a tiny local Florence-2 and small training settings."""
     project = copy_project(target)
-    model = place_in_project(project, florence, "models/base/florence2-tiny")  # gitignored, like the other models
+    model = place_in_project(project, florence, "models/local/florence2-tiny")  # gitignored: your own local models
     update_params(project, {"caption.model": model, "caption.max_new_tokens": 12, "caption.num_beams": 1,
                             "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1,
                             "evaluate.max_prompts": 2, "evaluate.image_checkpoints": 1})
