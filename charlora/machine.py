@@ -67,9 +67,8 @@ class MachineMemory:
                 f"{self.usable_bytes / GB:.1f} GB usable ({self.headroom})")
 
     def as_record(self) -> dict:
-        """The figures for metrics/train.json."""
-        return {"kind": self.kind, "total_gb": _gb(self.total_bytes), "usable_gb": _gb(self.usable_bytes),
-                "source": self.source, "headroom": self.headroom}
+        """The figures for metrics/train.json (where they came from is on the train stage's start line)."""
+        return {"kind": self.kind, "total_gb": _gb(self.total_bytes), "usable_gb": _gb(self.usable_bytes)}
 
 
 def _gb(value: int | None) -> float | None:

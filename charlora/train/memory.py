@@ -25,6 +25,11 @@ pass keeps:
   time, last first);
 - all of it times the batch size (mflux keeps every sample's graph until the step's gradients are evaluated).
 
+Not counted: preview images during training (``train.preview_every``; mflux moves the optimizer state
+to disk while it generates them) and mlx's buffer cache above the peak of live arrays (the presets cap
+it with ``cache_limit_gb``). On a CPU, bfloat16 matrices are multiplied in float32, so activations
+count 4 bytes there.
+
 The constants were fitted to runs measured on this project's CPU machine (``make bench`` reports the
 estimate/measured ratios; the README's "Memory" section has the figures and what was not measured).
 """

@@ -4,10 +4,12 @@
 ``train.*`` values on top of each), estimates each run's peak (:mod:`charlora.train.memory`) and
 chooses: ``train.preset: auto`` takes, among the presets named for a machine of this one's size or
 smaller, the largest whose estimate fits the memory training may use on this machine
-(:mod:`charlora.machine`); a named preset is taken as named, ``none`` takes no preset. A run whose estimate does not fit stops with a :class:`PipelineError` that gives the
-estimate, the machine's memory and the presets that would fit, unless ``train.force`` is true.
-When the machine's memory cannot be detected, ``auto`` falls back to the most conservative preset
-and the check assumes a Mac of the preset's size (``none``: no check).
+(:mod:`charlora.machine`); a named preset is taken as named, ``none`` takes no preset. A run whose
+estimate does not fit stops with a :class:`PipelineError` that gives the estimate, the machine's
+memory and the presets that would fit, unless ``train.force`` is true. When the machine's memory
+cannot be detected, ``auto`` falls back to the most conservative preset and the check assumes a Mac
+of the preset's size (``none``: no check). :func:`plan_model_memory` does it for a registered base
+model and its training images, before anything loads.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class MemoryPlan:
 
     def as_record(self) -> dict:
         """The plan for metrics/train.json."""
-        return {"preset": self.preset, "preset_reason": self.reason, "estimate": self.estimate.as_record(),
+        return {"preset": self.preset, "estimate": self.estimate.as_record(),
                 "budget_gb": None if self.budget_bytes is None else round(self.budget_bytes / GB, 2),
                 "fits": self.fits, "machine": self.machine.as_record(),
                 "preset_estimates_gb": {name: round(e.total_bytes / GB, 2) for name, e in self.candidates.items()}}
