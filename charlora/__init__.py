@@ -11,9 +11,12 @@ subpackage     what it does                                                    s
                ``merge`` (mflux folder, held-out split)
 ``models``     ``registry`` (base models and their defaults), ``tiny`` and      base_model, and every
                ``tiny_clip`` (embedded models), ``loading`` (mflux models for   stage that loads one
-               generation), ``flux2_layers`` (the block layer table)
-``train``      ``settings``, ``mflux_config``, ``checkpoints`` (resume plan),   train (extract reads
-               ``hooks`` (into mflux's trainer), ``run``, ``curves`` (dvclive)  its checkpoints)
+               generation), ``flux2_layers`` (the block layer table),
+               ``geometry`` (sizes without loading)
+``train``      ``settings``, ``presets``, ``memory`` (the pre-flight           train (extract reads
+               estimate), ``preflight``, ``guard``, ``eta``, ``mflux_config``,  its checkpoints)
+               ``checkpoints`` (resume plan), ``hooks`` (into mflux's
+               trainer), ``run``, ``curves`` (dvclive)
 ``lora``       ``safetensors`` (header, metadata, alpha), ``extract``,          extract, export
                ``keys`` and ``formats`` (key layouts, conversion), ``verify``,
                ``export``
@@ -25,7 +28,8 @@ subpackage     what it does                                                    s
 
 Shared by all: ``params`` (params.yaml's sections, validated by ``schema``), ``layout`` (where stages read and write,
 project-folder checks), ``fileio``, ``errors`` (:class:`~charlora.errors.PipelineError`) and
-``progress`` (the one progress display, and silencing mflux's own). ``cli`` is for stage
+``progress`` (the one progress display, and silencing mflux's own). ``machine`` says how much memory
+training may use here. ``cli`` is for stage
 scripts only; library code reports through :mod:`charlora.progress` or a callable it is given.
 A new stage gets its own subpackage (or module) here and a thin ``stages/<stage>.py``.
 """
