@@ -33,7 +33,7 @@ repro: $(STAMP) ## Run the pipeline (dvc repro): only stages whose inputs change
 # params) is dropped. `make exp-all` (or `make exp ALL=1`) shows dvc's full table.
 PARAM_SECTIONS := character|preprocess|caption|prior|merge|base_model|tiny_model|train|evaluate|export|publish
 EXP_QUALITY := best_score|(base_)?identity(_gain)?|best_val_loss
-EXP_TRAINING := final_loss|final_val_loss|seconds_per_step|peak_rss_mb
+EXP_TRAINING := final_loss|final_val_loss|seconds_per_step|peak_rss_mb|estimated_peak_gb
 EXP_SHOW := $(DVC) exp show --no-pager --sort-by metrics/eval.json:best_score --sort-order desc --precision 4
 only_columns = --keep 'Experiment$$|(metrics/[^:]+:)?($(1))$$' --drop '(?!Experiment$$|(metrics/[^:]+:)?($(1))$$$(2)).*'
 

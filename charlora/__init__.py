@@ -13,10 +13,13 @@ subpackage     what it does                                                    s
                ``tiny_clip`` (embedded models), ``loading`` (mflux models for   stage that loads one
                generation), ``flux2_layers`` (the block layer table),
                ``folder`` (a model folder registered with mflux), ``shipped``
-               (the committed micro weights and their manifest); ``micro/``
-               builds the micro model (``make micro-model``, not a stage)
-``train``      ``settings``, ``mflux_config``, ``checkpoints`` (resume plan),   train (extract reads
-               ``hooks`` (into mflux's trainer), ``run``, ``curves`` (dvclive)  its checkpoints)
+               (the committed micro weights and their manifest), ``geometry``
+               (sizes without loading); ``micro/`` builds the micro model
+               (``make micro-model``, not a stage)
+``train``      ``settings``, ``presets``, ``memory`` (the pre-flight           train (extract reads
+               estimate), ``preflight``, ``guard``, ``eta``, ``mflux_config``,  its checkpoints)
+               ``checkpoints`` (resume plan), ``hooks`` (into mflux's
+               trainer), ``run``, ``curves`` (dvclive)
 ``lora``       ``safetensors`` (header, metadata, alpha), ``extract``,          extract, export
                ``keys`` and ``formats`` (key layouts, conversion), ``verify``,
                ``export``
@@ -28,7 +31,8 @@ subpackage     what it does                                                    s
 
 Shared by all: ``params`` (params.yaml's sections, validated by ``schema``), ``layout`` (where stages read and write,
 project-folder checks), ``fileio``, ``errors`` (:class:`~charlora.errors.PipelineError`) and
-``progress`` (the one progress display, and silencing mflux's own). ``cli`` is for stage
+``progress`` (the one progress display, and silencing mflux's own). ``machine`` says how much memory
+training may use here. ``cli`` is for stage
 scripts only; library code reports through :mod:`charlora.progress` or a callable it is given.
 A new stage gets its own subpackage (or module) here and a thin ``stages/<stage>.py``.
 

@@ -24,6 +24,8 @@ from charlora.schema import build, limits
 from charlora.models.flux2_layers import DOUBLE_TARGETS, LORA_FORMATS, SINGLE_TARGETS
 
 PARAMS_FILE = Path("params.yaml")
+# train.preset: the machine sizes of charlora.train.presets, auto (pick one) or none (no preset).
+PRESET_CHOICES = ("auto", "16gb", "24gb", "32gb", "48gb", "64gb", "none")
 
 
 @dataclass(frozen=True)
@@ -122,24 +124,29 @@ class LoraParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    """``train``: mflux training settings (null = the base model's default)."""
+    """``train``: mflux training settings (null = the memory preset's value, else the base model's default)."""
 
     seed: int = field(metadata=limits(min=0))
     resolution: int | None = field(metadata=limits(min=16, max=2048, multiple_of=16))
     epochs: int | None = field(metadata=limits(min=1, max=100_000))
-    batch_size: int = field(metadata=limits(min=1, max=64))
+    batch_size: int | None = field(metadata=limits(min=1, max=64))
     learning_rate: float = field(metadata=limits(min=1e-8, max=1.0))
     optimizer: str = field(metadata=limits(choices=("AdamW", "Adam")))
     steps: int | None = field(metadata=limits(min=1, max=1000))
     guidance: float | None = field(metadata=limits(min=0.0, max=20.0))
     timestep_low: int | None = field(metadata=limits(min=0))
     timestep_high: int | None = field(metadata=limits(min=1))
-    quantize: int | None = field(metadata=limits(choices=(3, 4, 5, 6, 8)))  # mflux's quantization bits
+    quantize: int | None = field(metadata=limits(choices=(0, 3, 4, 5, 6, 8)))  # mflux's bits; 0: weights as stored
     low_ram: bool | None
     checkpoint_every: int | None = field(metadata=limits(min=1))
     preview_every: int | None = field(metadata=limits(min=0))
     preview_resolution: int | None = field(metadata=limits(min=16, max=2048, multiple_of=16))
     lora: LoraParams
+    # Memory (charlora.train.presets, charlora.train.preflight); defaults for params files written before them.
+    preset: str = field(default="auto", metadata=limits(choices=PRESET_CHOICES))
+    force: bool = False  # train even when the pre-flight estimate exceeds the machine's memory
+    gradient_checkpointing: bool | None = None
+    cache_limit_gb: float | None = field(default=None, metadata=limits(min=0.25, max=1024.0))
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,9 @@ def test_missing_key_is_named():
 
 def test_null_allowed_only_where_optional():
     assert parse_params(with_value("train.epochs", None)).train.epochs is None
-    with pytest.raises(PipelineError, match=r"'train\.batch_size' must not be empty"):
-        parse_params(with_value("train.batch_size", None))
+    assert parse_params(with_value("train.batch_size", None)).train.batch_size is None  # the memory preset's
+    with pytest.raises(PipelineError, match=r"'train\.learning_rate' must not be empty"):
+        parse_params(with_value("train.learning_rate", None))
 
 
 def test_invalid_yaml_names_the_file(tmp_path):
@@ -94,14 +95,29 @@ def test_unknown_base_model_is_named_with_the_choices():
         parse_params(with_value("base_model.name", "flux2-klein-4b"))
 
 
-@pytest.mark.parametrize("bits", [3, 4, 5, 6, 8])
+@pytest.mark.parametrize("bits", [0, 3, 4, 5, 6, 8])
 def test_quantize_takes_the_bits_mflux_supports(bits):
     assert parse_params(with_value("train.quantize", bits)).train.quantize == bits
 
 
 def test_quantize_refuses_other_bits():
-    with pytest.raises(PipelineError, match=r"'train\.quantize' is 7; allowed values: 3, 4, 5, 6, 8"):
+    with pytest.raises(PipelineError, match=r"'train\.quantize' is 7; allowed values: 0, 3, 4, 5, 6, 8"):
         parse_params(with_value("train.quantize", 7))
+
+
+def test_an_unknown_preset_names_the_choices():
+    with pytest.raises(PipelineError, match=r"'train\.preset' is '20gb'; allowed values: auto, 16gb, 24gb, 32gb, 48gb, "
+                                            r"64gb, none"):
+        parse_params(with_value("train.preset", "20gb"))
+    assert parse_params(with_value("train.preset", "24gb")).train.preset == "24gb"
+
+
+def test_memory_keys_written_before_presets_take_their_defaults():
+    raw = copy.deepcopy(RAW)
+    for key in ("preset", "force", "gradient_checkpointing", "cache_limit_gb"):
+        del raw["train"][key]
+    train = parse_params(raw).train
+    assert (train.preset, train.force, train.gradient_checkpointing, train.cache_limit_gb) == ("auto", False, None, None)
 
 
 def test_top_level_sections_are_checked_too():

@@ -35,6 +35,12 @@ def test_repro_status_param_change_and_new_image(first_run):
     for noise in ("Loading 1 LoRA file", "Applied to", "it/s]", "Saving components"):
         assert noise not in out, noise
     assert "train: warm-up done in" in out and "evaluate: image 1/" in out
+    # The default run (train.preset: auto) names the preset it chose, the estimate and the expected time, and records them.
+    assert "train: memory preset " in out and "(auto: flux2-klein-tiny fits every preset" in out
+    assert "train: estimated peak " in out and "train: expected time: about " in out and "train: memory: measured peak" in out
+    train = json.loads((project / "metrics/train.json").read_text())
+    assert train["preset"] in ("16gb", "24gb", "32gb", "48gb", "64gb") and train["memory"]["fits"] is True
+    assert train["estimated_peak_gb"] > 0 and train["memory"]["measured"]["peak_mlx_mb"] > 0
     adapter = project / "models/lora/bramble.safetensors"
     assert read_metadata(adapter)["trigger_word"] == "brmbl"
     assert sorted(p.name for p in (project / "data/train/bramble").glob("preview_*.txt")) == ["preview_1.txt", "preview_2.txt"]
@@ -90,13 +96,15 @@ def test_second_fresh_copy_gives_the_same_adapter_and_experiments_compare(tmp_pa
     lines = shown.splitlines()
     headers = " ".join(line for line in lines if "Experiment" in line)
     for column in ("best_score", "identity", "best_val_loss", "train.lora.rank", "final_loss", "seconds_per_step",
-                   "peak_rss_mb"):
+                   "peak_rss_mb", "estimated_peak_gb"):
         assert column in headers, (column, shown)
     assert "…" not in shown and max(map(len, lines)) <= 120, shown
     assert "tensors_sha256" not in shown and "learning_rate" not in shown and "Created" not in shown
     assert "rank8" in shown
     everything = run(["make", "-s", "exp-all", f"VENV={ROOT / '.venv'}"], project, env={"COLUMNS": "2000"}).stdout
     assert "learning_rate" in everything and "tensors_sha256" in everything
+    # The resolved memory settings and the preset they came from are recorded (metrics/train.json).
+    assert "settings.gradient_checkpointing" in everything and "preset" in everything
     run(["dvc", "plots", "show"], project)
     html = (project / "dvc_plots/index.html").read_text()
     assert "metrics/train/plots/metrics/loss.tsv" in html and "metrics/eval/plots/metrics/val_loss.tsv" in html

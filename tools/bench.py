@@ -8,11 +8,18 @@ Works in a temporary copy of the project (your workspace is not touched):
   adding one image (and how many images get machine-captioned then);
 - preprocess throughput against a plain PIL loop (open, RGB, LANCZOS resize, PNG) on large JPEGs;
 - the export stage on the tiny model, and the export checks of a rank-16 LoRA on every block layer of the
-  real FLUX.2 Klein 4B geometry (conversion, delta check, diffusers load without base weights).
+  real FLUX.2 Klein 4B geometry (conversion, delta check, diffusers load without base weights);
+- the pre-flight memory estimate against the train stage's measured peaks (mlx's and the resident set),
+  over configs of rank, resolution, batch, quantization and gradient checkpointing on the tiny model (its
+  default geometry, and a wider one whose layers mflux can quantize), and on the micro model when
+  ``models/micro/flux2-klein-micro`` is there.
+
+``python tools/bench.py --only memory`` runs one section.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -26,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import copy_project, noise_image, tool_env, update_params  # noqa: E402  (shared helpers, no pytest needed)
+
+TINY_DEFAULTS = {"num_layers": 1, "num_single_layers": 1, "num_attention_heads": 2, "attention_head_dim": 16,
+                 "text_hidden_size": 32}  # tests/fixtures/params.yaml's tiny_model geometry
 
 DIRECT_TRAIN = """
 import sys
@@ -113,12 +123,7 @@ def bench_train(project: Path) -> dict:
 def bench_seconds_per_step(project: Path) -> dict:
     """s/step of the tiny model at 64 and 128 px, on 2 images (encoding them at 128 px takes a while on a CPU)."""
     per_resolution = {}
-    source = project / "data/train/bramble"
-    small = project / "data/train/bench"
-    small.mkdir()
-    for image in sorted(source.glob("char_*.png"))[:2]:
-        for path in (image, image.with_suffix(".txt")):
-            shutil.copy2(path, small / path.name)
+    small_character(project)
     for resolution in (64, 128):
         update_params(project, {"character.name": "bench", "train.resolution": resolution, "train.epochs": 6})
         measure([sys.executable, "stages/train.py"], project)
@@ -183,32 +188,141 @@ def bench_export(project: Path, tmp: Path) -> dict:
             "real_4b_process_s": round(wall, 2), "real_4b_peak_rss_mb": round(peak, 1)}
 
 
+# The memory estimate's configs: (label, tiny_model geometry changes, train values). The wide geometry
+# (2 + 4 blocks of 8 x 64 heads, a 256-wide text encoder) has layers mflux can quantize (multiples of 64).
+WIDE = {"num_layers": 2, "num_single_layers": 4, "num_attention_heads": 8, "attention_head_dim": 64,
+        "text_hidden_size": 256}
+MEMORY_CONFIGS = [
+    ("tiny 64 px rank 16", {}, {"resolution": 64}),
+    ("tiny 128 px", {}, {"resolution": 128}),
+    ("tiny 64 px rank 64", {}, {"resolution": 64, "lora.rank": 64}),
+    ("tiny 64 px batch 2", {}, {"resolution": 64, "batch_size": 2}),
+    ("wide tiny 128 px", WIDE, {"resolution": 128}),
+    ("wide tiny 128 px batch 2", WIDE, {"resolution": 128, "batch_size": 2}),
+    ("wide tiny 128 px 8-bit", WIDE, {"resolution": 128, "quantize": 8}),
+    ("wide tiny 256 px checkpointing", WIDE, {"resolution": 256, "gradient_checkpointing": True}),
+]
+MEMORY_DEFAULTS = {"resolution": None, "batch_size": None, "quantize": None, "gradient_checkpointing": None, "lora.rank": 16}
+MICRO = "flux2-klein-micro"
+MICRO_CONFIGS = [("micro 256 px", {"resolution": 256}), ("micro 256 px rank 64", {"resolution": 256, "lora.rank": 64}),
+                 ("micro 512 px", {"resolution": 512}), ("micro 256 px batch 2", {"resolution": 256, "batch_size": 2})]
+
+
+def small_character(project: Path, name: str = "bench", count: int = 2) -> None:
+    """A training folder of ``count`` sample images (the estimate's runs need steps, not many encodings)."""
+    small = project / "data/train" / name
+    if small.exists():
+        return
+    small.mkdir(parents=True)
+    for image in sorted((project / "data/train/bramble").glob("char_*.png"))[:count]:
+        for path in (image, image.with_suffix(".txt")):
+            shutil.copy2(path, small / path.name)
+
+
+def memory_row(label: str, project: Path) -> dict:
+    """One train stage run: its estimate beside its measured peaks."""
+    measure([sys.executable, "stages/train.py"], project)
+    metrics = json.loads((project / "metrics/train.json").read_text())
+    estimate, measured = metrics["memory"]["estimate"], metrics["memory"]["measured"]
+    mlx_gb, rss_gb = measured["peak_mlx_mb"] / 1024, measured["peak_rss_mb"] / 1024
+    row = {"config": label, "preset": metrics["preset"], "steps": metrics["steps"],
+           "estimate_mlx_gb": estimate["mlx_gb"], "measured_mlx_gb": round(mlx_gb, 3),
+           "ratio_mlx": round(estimate["mlx_gb"] / mlx_gb, 3),
+           "estimate_total_gb": estimate["total_gb"], "measured_rss_gb": round(rss_gb, 3),
+           "ratio_rss": round(estimate["total_gb"] / rss_gb, 3),
+           "estimated_phase": estimate["peak_phase"],
+           "measured_phase": "steps" if measured["steps_peak_mlx_mb"] >= measured["warmup_peak_mlx_mb"] else "warm-up",
+           "seconds_per_step": metrics["seconds_per_step"]}
+    print(f"bench: memory {label}: estimate {row['estimate_mlx_gb']:.3f} GB / measured {row['measured_mlx_gb']:.3f} GB "
+          f"= {row['ratio_mlx']}", flush=True)
+    return row
+
+
+def bench_memory(project: Path) -> dict:
+    """The pre-flight estimate against measured peaks, on the tiny model (and micro when it is shipped)."""
+    small_character(project)
+    # One epoch: the first step already holds every weight and the activations (mflux evaluates the whole model then).
+    base = {"character.name": "bench", "train.epochs": 1, "train.preset": "auto", "train.checkpoint_every": 1000}
+    rows = []
+    for label, geometry, values in MEMORY_CONFIGS:
+        update_params(project, {**base, **{f"tiny_model.{k}": v for k, v in {**TINY_DEFAULTS, **geometry}.items()},
+                                **{f"train.{k}": v for k, v in {**MEMORY_DEFAULTS, **values}.items()}})
+        measure([sys.executable, "stages/base_model.py"], project)
+        rows.append(memory_row(label, project))
+    micro_note = micro_rows(project, base, rows)
+    update_params(project, {**{f"tiny_model.{k}": v for k, v in TINY_DEFAULTS.items()},
+                            **{f"train.{k}": v for k, v in MEMORY_DEFAULTS.items()}})
+    measure([sys.executable, "stages/base_model.py"], project)
+    ratios = [row["ratio_mlx"] for row in rows]
+    return {"rows": rows, "within_25_percent": sum(0.75 <= r <= 1.25 for r in ratios), "configs": len(rows),
+            "ratio_mlx_min": min(ratios), "ratio_mlx_max": max(ratios),
+            "ratio_rss_min": min(r["ratio_rss"] for r in rows), "ratio_rss_max": max(r["ratio_rss"] for r in rows),
+            "micro": micro_note}
+
+
+def micro_rows(project: Path, base: dict, rows: list[dict]) -> str:
+    """The micro model's configs, when its folder and registry entry exist; otherwise why not."""
+    from charlora.models.registry import BASE_MODELS
+
+    if not (ROOT / "models/micro" / MICRO).is_dir() or MICRO not in BASE_MODELS:
+        return (f"skipped: models/micro/{MICRO} is not in this checkout or {MICRO} is not a registered base model "
+                "(the micro model is not shipped yet)")
+    update_params(project, {"base_model.name": MICRO})
+    for label, values in MICRO_CONFIGS:
+        update_params(project, {**base, **{f"train.{k}": v for k, v in {**MEMORY_DEFAULTS, **values}.items()}})
+        rows.append(memory_row(label, project))
+    update_params(project, {"base_model.name": "flux2-klein-tiny"})
+    return f"{len(MICRO_CONFIGS)} configs"
+
+
+SECTIONS = ("train", "dvc", "export", "steps", "preprocess", "memory")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=SECTIONS, action="append", help="run only this section (repeatable)")
+    only = set(parser.parse_args().only or SECTIONS)
+    out = ROOT / "metrics/bench.json"
+    results = json.loads(out.read_text()) if out.exists() and only != set(SECTIONS) else {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
         tmp = Path(tmp_name)
         project = copy_project(tmp / "project")
-        print("bench: train stage vs direct mflux ...", flush=True)
-        train = bench_train(project)
-        print("bench: no-op dvc repro vs dvc status ...", flush=True)
-        dvc = bench_dvc(project)
-        # export needs the adapters of that full `dvc repro`, before the s/step runs rename the character
-        print("bench: export (tiny stage, real 4B geometry) ...", flush=True)
-        export = bench_export(project, tmp)
-        print("bench: seconds per step at 64 and 128 px ...", flush=True)
-        train["tiny_seconds_per_step"] = bench_seconds_per_step(project)
-        print("bench: preprocess vs a plain PIL loop ...", flush=True)
-        prep = bench_preprocess(tmp)
+        if only & {"train", "dvc", "export"}:
+            print("bench: train stage vs direct mflux ...", flush=True)
+            results["train"] = bench_train(project)  # also brings data/train and the tiny model that the others use
+        elif only & {"steps", "memory"}:
+            measure(["dvc", "repro", "merge", "base_model"], project)
+        if only & {"dvc", "export"}:
+            print("bench: no-op dvc repro vs dvc status ...", flush=True)
+            dvc = bench_dvc(project)
+            if "dvc" in only:
+                results["dvc"] = dvc
+        if "export" in only:
+            # export needs the adapters of that full `dvc repro`, before the s/step runs rename the character
+            print("bench: export (tiny stage, real 4B geometry) ...", flush=True)
+            results["export"] = bench_export(project, tmp)
+        if "memory" in only:
+            print("bench: memory estimate vs measured peaks ...", flush=True)
+            results["memory"] = bench_memory(project)
+        if "steps" in only:
+            print("bench: seconds per step at 64 and 128 px ...", flush=True)
+            results.setdefault("train", {})["tiny_seconds_per_step"] = bench_seconds_per_step(project)
+        if "preprocess" in only:
+            print("bench: preprocess vs a plain PIL loop ...", flush=True)
+            results["preprocess"] = bench_preprocess(tmp)
     import mlx.core as mx
 
-    results = {"machine": {"platform": sys.platform, "cores": os.cpu_count(), "mlx_device": str(mx.default_device())},
-               "train": train, "dvc": dvc, "preprocess": prep, "export": export}
-    out = ROOT / "metrics/bench.json"
+    results["machine"] = {"platform": sys.platform, "cores": os.cpu_count(), "mlx_device": str(mx.default_device())}
     out.write_text(json.dumps(results, indent=2) + "\n")
-    rows = [(f"{section}.{key}", value) for section in ("train", "dvc", "preprocess", "export")
-            for key, value in results[section].items()]
+    rows = [(f"{section}.{key}", value) for section in ("train", "dvc", "preprocess", "export", "memory")
+            if section in results for key, value in results[section].items() if key != "rows"]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    for row in results.get("memory", {}).get("rows", []):
+        print(f"memory  {row['config']:<32} estimate {row['estimate_mlx_gb']:.3f} / measured {row['measured_mlx_gb']:.3f} GB "
+              f"= {row['ratio_mlx']:.2f}  (with runtime {row['estimate_total_gb']:.3f} / RSS {row['measured_rss_gb']:.3f} "
+              f"= {row['ratio_rss']:.2f}; peak: estimated {row['estimated_phase']}, measured {row['measured_phase']})")
     print(f"bench: written to {out.relative_to(ROOT)}")
 
 

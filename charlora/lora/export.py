@@ -19,8 +19,9 @@ from charlora.errors import PipelineError
 from charlora.fileio import sha256_file, staged_dir, write_json
 from charlora.lora.formats import Lora, read_lora, write_lora
 from charlora.lora.keys import FORMATS, normalise_format
-from charlora.lora.verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers, transformer_geometry
+from charlora.lora.verify import DeltaCheck, DiffusersCheck, check_deltas, check_with_diffusers
 from charlora.models.flux2_layers import USED_BY
+from charlora.models.geometry import layer_shape, transformer_geometry
 from charlora.models.registry import BASE_MODELS, TINY, get_base_model
 from charlora.params import Params, TinyModelParams
 
@@ -65,17 +66,6 @@ def base_geometry(base_model: str, tiny: TinyModelParams, model_path: str | Path
     spec = get_base_model(base_model)
     model_config(spec.name, tiny, model_path)
     return transformer_geometry(spec.mflux_name)
-
-
-def layer_shape(path: str, geometry: dict[str, Any]) -> tuple[int, int]:
-    """(out, in) features of a transformer block layer in a model of ``geometry``."""
-    hidden = geometry["num_attention_heads"] * geometry["attention_head_dim"]
-    mlp = int(hidden * geometry["mlp_ratio"])
-    name = path.split(".", 2)[2]
-    if path.startswith("single_transformer_blocks."):
-        return {"attn.to_qkv_mlp_proj": (3 * hidden + 2 * mlp, hidden), "attn.to_out": (hidden, hidden + mlp)}[name]
-    return {"ff.linear_in": (2 * mlp, hidden), "ff.linear_out": (hidden, mlp), "ff_context.linear_in": (2 * mlp, hidden),
-            "ff_context.linear_out": (hidden, mlp)}.get(name, (hidden, hidden))
 
 
 def mismatches(lora: Lora, geometry: dict[str, Any]) -> list[str]:

@@ -25,6 +25,16 @@ def read_safetensors_header(data: bytes) -> tuple[dict, int]:
     return json.loads(data[8 : 8 + length]), 8 + length
 
 
+def read_file_header(path: Path) -> dict:
+    """The header of a safetensors file, reading only its first bytes (the tensors can be gigabytes)."""
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+        if len(start) < 8:
+            raise ValueError(f"{path} is not a safetensors file (shorter than 8 bytes)")
+        (length,) = _HEADER_LENGTH.unpack(start)
+        return json.loads(handle.read(length))
+
+
 def _safetensors_bytes(header: dict, tensor_data: bytes) -> bytes:
     encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
     encoded += b" " * (-len(encoded) % 8)  # keep tensor data 8-byte aligned, as the format recommends

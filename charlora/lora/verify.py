@@ -137,22 +137,6 @@ def check_deltas(original: Lora, tensors: dict[str, torch.Tensor], fmt: str, sou
                       max_abs_delta=comparison.max_abs_delta, ok=comparison.ok(original.dtype))
 
 
-def transformer_geometry(mflux_name: str) -> dict[str, Any]:
-    """Constructor arguments of the diffusers transformer with the geometry mflux uses for ``mflux_name``.
-
-    mflux's ``Flux2Transformer`` has the same constructor arguments as diffusers'
-    ``Flux2Transformer2DModel``: its defaults plus the model's registry overrides describe the model.
-    (The tiny model's entry must be registered first: charlora.models.tiny.register_tiny_model.)
-    """
-    from mflux.models.common.config.model_config import AVAILABLE_MODELS
-    from mflux.models.flux2.model.flux2_transformer.transformer import Flux2Transformer
-
-    defaults = {name: p.default for name, p in inspect.signature(Flux2Transformer.__init__).parameters.items()
-                if name != "self" and p.default is not inspect.Parameter.empty}
-    geometry = {**defaults, **AVAILABLE_MODELS[mflux_name].transformer_overrides}
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in geometry.items()}
-
-
 def parameter_count(geometry: dict[str, Any]) -> int:
     """Parameters of a diffusers transformer of ``geometry`` (built on the meta device)."""
     from diffusers import Flux2Transformer2DModel

@@ -77,12 +77,13 @@ _REAL_DEFAULTS = TrainDefaults(resolution=1024, epochs=100, steps=40, guidance=1
 BASE_MODELS: dict[str, BaseModelSpec] = {
     "flux2-klein-base-4b": BaseModelSpec(
         "flux2-klein-base-4b", "flux2-klein-base-4b", "black-forest-labs/FLUX.2-klein-base-4B", 5, 20, _REAL_DEFAULTS,
-        memory="about 16 GB download; 24 GB+ unified memory (32 GB recommended) at 1024 px"),
+        memory="about 16 GB download; 16 GB (4-bit) to 32 GB+ (bfloat16) of memory: charlora.train.presets"),
     "flux2-klein-base-9b": BaseModelSpec(
         "flux2-klein-base-9b", "flux2-klein-base-9b", "black-forest-labs/FLUX.2-klein-base-9B", 8, 24, _REAL_DEFAULTS,
-        memory="about 35 GB download; 48 GB+ unified memory at 1024 px", runware_air="runware:400@3"),
+        memory="about 35 GB download; 16 GB (4-bit, 512 px) to 64 GB (bfloat16): charlora.train.presets",
+        runware_air="runware:400@3"),
     MICRO: BaseModelSpec(
-        MICRO, MICRO, "charlora/flux2-klein-micro", 2, 3,
+        MICRO, MICRO, "charlora/flux2-klein-micro", 2, 2,
         TrainDefaults(resolution=128, epochs=4, steps=20, guidance=1.0, timestep_low=0, timestep_high=20,
                       low_ram=False, checkpoint_every=20, preview_every=0, preview_resolution=128),
         memory="shipped in models/micro (about 7 MB); under 1 GB RAM at 128 px",

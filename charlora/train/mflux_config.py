@@ -39,6 +39,8 @@ def mflux_config(settings: TrainSettings, model: BaseModelSpec, model_path: str 
         "quantize": settings.quantize,
         "max_resolution": settings.resolution,
         "low_ram": settings.low_ram,
+        "gradient_checkpointing": settings.gradient_checkpointing,
+        "cache_limit_gb": settings.cache_limit_gb,
         "training_loop": {"num_epochs": settings.epochs, "batch_size": settings.batch_size,
                           "timestep_low": settings.timestep_low, "timestep_high": settings.timestep_high},
         "optimizer": {"name": settings.optimizer, "learning_rate": settings.learning_rate},

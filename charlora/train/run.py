@@ -10,9 +10,7 @@ ETA come from measured steps only; mflux's own bar and banners are silenced.
 from __future__ import annotations
 
 import json
-import resource
 import shutil
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,21 +18,18 @@ from pathlib import Path
 from charlora import mlx_runtime
 from charlora.errors import PipelineError
 from charlora.fileio import sha256_json, sha256_tree, write_json, write_text_atomic
+from charlora.machine import GB, MachineMemory, detect_memory
 from charlora.models.loading import model_config
 from charlora.models.registry import TINY
 from charlora.params import Params
 from charlora.progress import Progress, duration, say, silenced
 from charlora.train.checkpoints import RUN_SUBDIR, checkpoint_step, plan_run
 from charlora.train.curves import log_curves
+from charlora.train.guard import MemoryGuard
 from charlora.train.hooks import observe_steps, observe_warmup, resumed_at_trained_scale
 from charlora.train.mflux_config import mflux_config
-from charlora.train.settings import base_model_for, check_dataset, check_model_path, resolve_settings
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+from charlora.train.preflight import plan_model_memory
+from charlora.train.settings import base_model_for, check_dataset, check_model_path
 
 
 class LossLog:
@@ -70,15 +65,19 @@ def fingerprint(config: dict, data_dir: Path, params: Params) -> dict:
     }
 
 
-def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, embedded_dir: Path | None = None) -> dict:
-    """Validate, write the mflux config, train (or resume) and return the train metrics.
+def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, embedded_dir: Path | None = None,
+          machine: MachineMemory | None = None) -> dict:
+    """Validate, choose the memory preset, write the mflux config, train (or resume) and return the train metrics.
 
     ``embedded_dir``: where the embedded base model is (default: its folder in the registry).
+    ``machine``: the memory to plan for (default: this machine's, :func:`charlora.machine.detect_memory`).
     """
     model = base_model_for(params)
-    settings = resolve_settings(params, model)
     images = check_dataset(train_dir)
     model_path = check_model_path(params, embedded_dir)
+    model_config(model.name, params.tiny_model, model_path)  # registers the embedded models with mflux
+    memory = plan_model_memory(params, model, model_path, images, machine or detect_memory())
+    settings = memory.settings
     config_path = training_dir / "config.json"
     run_dir = training_dir / RUN_SUBDIR
     config = mflux_config(settings, model, model_path, train_dir, config_path, run_dir)
@@ -92,7 +91,6 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
     write_json(config_path, config)
     write_json(training_dir / "fingerprint.json", {"fingerprint": sha256_json(facts), **facts})
 
-    model_config(model.name, params.tiny_model, model_path)  # registers the embedded models with mflux
     from mflux.models.common.training.runner import TrainingRunner
 
     first = checkpoint_step(plan.resume_from) if plan.resume_from else 0
@@ -100,7 +98,10 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
     encoding = Progress("train", len(images), "encoding image", "image")
     steps = Progress("train", total, "step", done=first)
     say("train", f"{model.name}, {len(images)} images, {total} steps at {settings.resolution} px, LoRA rank {settings.rank}")
+    for line in memory.start_lines(total - first):
+        say("train", line)
     say("train", f"warm-up: mflux loads the model and encodes the {len(images)} images before the first step ...")
+    guard = MemoryGuard(memory, force=params.train.force)
     started = time.perf_counter()
 
     def encoded(seconds: float) -> None:
@@ -111,12 +112,15 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
         encoded_s = sum(encoding.durations)
         say("train", f"warm-up done in {duration(warmup)}: encoding {encoding.done} images {duration(encoded_s)}, "
                      f"loading and setup {duration(warmup - encoded_s)}; steps start now")
+        guard.warmup_done()
         steps.start()
 
     def stepped(loss: float) -> None:
         losses.append(loss)
         steps.advance(f"loss {loss:.4f}")
+        guard.check()
 
+    guard.start()
     try:
         with silenced(), observe_warmup(encoded, loop_started), observe_steps(stepped), \
                 resumed_at_trained_scale(settings.alpha):
@@ -132,6 +136,8 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
     log_curves(rows, live_dir)
     import mlx.core as mx
 
+    measured = guard.measured()
+    say("train", memory.measured_line(measured))
     return {
         "base_model": model.name,
         "steps": total,
@@ -141,8 +147,11 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
         "seconds_per_step": round(steps.seconds_per_item(skip_first=True), 4),
         "encode_seconds": round(sum(encoding.durations), 2),
         "wall_seconds": round(wall, 2),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "peak_mlx_memory_mb": round(mx.get_peak_memory() / (1 << 20), 1),
+        "peak_rss_mb": measured["peak_rss_mb"],
+        "peak_mlx_memory_mb": measured["peak_mlx_mb"],
         **mlx_runtime.describe(),
+        "preset": memory.preset,
+        "estimated_peak_gb": round(memory.estimate.total_bytes / GB, 3),
+        "memory": {**memory.as_record(), "measured": measured},
         "settings": asdict(settings),
     }

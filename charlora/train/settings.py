@@ -10,11 +10,12 @@ from charlora.errors import PipelineError
 from charlora.layout import IMAGE_SUFFIXES
 from charlora.models.registry import TINY, BaseModelSpec, get_base_model
 from charlora.params import Params
+from charlora.train.presets import PresetSettings
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The effective training values: params with ``null`` replaced by the model's defaults."""
+    """The effective training values: params, then the memory preset's, then the model's defaults."""
 
     seed: int
     resolution: int
@@ -26,8 +27,10 @@ class TrainSettings:
     guidance: float
     timestep_low: int
     timestep_high: int
-    quantize: int | None
+    quantize: int | None  # bits; None: the weights as stored (params' 0)
     low_ram: bool
+    gradient_checkpointing: bool
+    cache_limit_gb: float | None
     checkpoint_every: int
     preview_every: int
     preview_resolution: int
@@ -37,6 +40,7 @@ class TrainSettings:
     single_targets: tuple[str, ...]
     double_blocks: tuple[int, int]
     single_blocks: tuple[int, int]
+    preset: str = "none"  # the memory preset these values came from ("none": params and model defaults only)
 
 
 def base_model_for(params: Params) -> BaseModelSpec:
@@ -45,8 +49,18 @@ def base_model_for(params: Params) -> BaseModelSpec:
     return get_base_model(params.base_model.name, (tiny.num_layers, tiny.num_single_layers))
 
 
-def resolve_settings(params: Params, model: BaseModelSpec) -> TrainSettings:
-    """Fill ``null`` train params from the model defaults and check them against the model.
+# The train params a memory preset sets; an explicit (non-null) value wins over the preset's.
+PRESET_FIELDS = ("quantize", "gradient_checkpointing", "low_ram", "resolution", "batch_size", "cache_limit_gb")
+
+
+def preset_overrides(params: Params) -> dict[str, object]:
+    """The train params set explicitly (not null) that a preset would otherwise set."""
+    return {name: getattr(params.train, name) for name in PRESET_FIELDS if getattr(params.train, name) is not None}
+
+
+def resolve_settings(params: Params, model: BaseModelSpec, preset: PresetSettings | None = None,
+                     preset_name: str = "none") -> TrainSettings:
+    """Fill ``null`` train params from the memory preset, then the model defaults, and check them against the model.
 
     Raises :class:`PipelineError` naming the param when a value cannot work with this model.
     """
@@ -54,6 +68,9 @@ def resolve_settings(params: Params, model: BaseModelSpec) -> TrainSettings:
 
     def pick(value, default):
         return default if value is None else value
+
+    def preset_value(name, default):
+        return default if preset is None or getattr(preset, name) is None else getattr(preset, name)
 
     steps = pick(train.steps, defaults.steps)
     low = pick(train.timestep_low, defaults.timestep_low if train.steps is None else 0)
@@ -78,16 +95,21 @@ def resolve_settings(params: Params, model: BaseModelSpec) -> TrainSettings:
                 f"params.yaml: 'train.lora.{key}' is start {block_range.start}, end {block_range.end}; "
                 f"{model.name} has {count} such blocks, so use 0 <= start < end <= {count} (end null = all).")
         blocks[key] = (block_range.start, end)
+    quantize = pick(train.quantize, preset_value("quantize", 0)) or None  # 0: weights as stored
     return TrainSettings(
-        seed=train.seed, resolution=pick(train.resolution, defaults.resolution), epochs=pick(train.epochs, defaults.epochs),
-        batch_size=train.batch_size, learning_rate=train.learning_rate, optimizer=train.optimizer, steps=steps,
-        guidance=pick(train.guidance, defaults.guidance), timestep_low=low, timestep_high=high, quantize=train.quantize,
-        low_ram=pick(train.low_ram, defaults.low_ram), checkpoint_every=pick(train.checkpoint_every, defaults.checkpoint_every),
+        seed=train.seed, resolution=pick(train.resolution, preset_value("resolution", defaults.resolution)),
+        epochs=pick(train.epochs, defaults.epochs), batch_size=pick(train.batch_size, preset_value("batch_size", 1)),
+        learning_rate=train.learning_rate, optimizer=train.optimizer, steps=steps,
+        guidance=pick(train.guidance, defaults.guidance), timestep_low=low, timestep_high=high, quantize=quantize,
+        low_ram=pick(train.low_ram, preset_value("low_ram", defaults.low_ram)),
+        gradient_checkpointing=pick(train.gradient_checkpointing, preset_value("gradient_checkpointing", False)),
+        cache_limit_gb=pick(train.cache_limit_gb, preset_value("cache_limit_gb", None)),
+        checkpoint_every=pick(train.checkpoint_every, defaults.checkpoint_every),
         preview_every=pick(train.preview_every, defaults.preview_every),
         preview_resolution=pick(train.preview_resolution, defaults.preview_resolution),
         rank=lora.rank, alpha=lora.alpha, double_targets=tuple(lora.double_targets),
         single_targets=tuple(lora.single_targets), double_blocks=blocks["double_blocks"],
-        single_blocks=blocks["single_blocks"],
+        single_blocks=blocks["single_blocks"], preset=preset_name,
     )
 
 
