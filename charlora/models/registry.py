@@ -30,9 +30,18 @@ class TrainDefaults:
     preview_resolution: int
 
 
+# A story's shot size on the real FLUX.2 Klein models: 9:16 vertical (nearly), multiples of 16, about 1 MP.
+REAL_SHOT_SIZE = (768, 1344)
+
+
 @dataclass(frozen=True)
 class SampleDefaults:
-    """Image generation in evaluate: FLUX.2 Klein Base samples in about 50 steps at guidance about 4."""
+    """Image generation in evaluate and shots: FLUX.2 Klein Base samples in about 50 steps at guidance about 4.
+
+    ``shot_size`` (width, height) is what the story's sizes scale to on this model: a story written for
+    the real models (768x1344) renders at ``shot_size`` here, and every other size in the story by the
+    same factor (see :mod:`charlora.shots.plan`). ``max_side`` caps a scaled shot's longer side.
+    """
 
     steps: int
     guidance: float
@@ -40,6 +49,13 @@ class SampleDefaults:
     clip_model: str
     max_prompts: int | None  # None: every prompt in the prompts file
     image_checkpoints: int | None  # None: every checkpoint
+    shot_size: tuple[int, int] = REAL_SHOT_SIZE
+    max_side: int = 2048
+
+    @property
+    def shot_scale(self) -> float:
+        """The factor from a story's sizes (written for the real models) to this model's."""
+        return max(self.shot_size) / max(REAL_SHOT_SIZE)
 
 
 _REAL_SAMPLING = SampleDefaults(steps=50, guidance=4.0, resolution=1024, clip_model="openai/clip-vit-base-patch32",
@@ -78,7 +94,7 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
                       low_ram=False, checkpoint_every=4, preview_every=0, preview_resolution=64),
         memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px",
         sampling=SampleDefaults(steps=4, guidance=4.0, resolution=32, clip_model="models/base/clip-tiny",
-                                max_prompts=3, image_checkpoints=2)),
+                                max_prompts=3, image_checkpoints=2, shot_size=(32, 64), max_side=256)),
 }
 
 # Step-distilled Klein models generate in 4 steps; training a LoRA on them gives poor results.
