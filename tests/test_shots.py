@@ -45,7 +45,7 @@ def load(root: Path):
 
 
 def target(sampling: SampleDefaults = TINY, sha: str = "a" * 64) -> Target:
-    return Target("local", "flux2-klein-tiny", sampling, {"file": "models/lora/x.safetensors", "sha256": sha}, "mflux")
+    return Target("local", "flux2-klein-tiny", sampling, {"file": "models/lora/x.safetensors", "sha256": sha}, sha, "mflux")
 
 
 def keys(root: Path, **target_args) -> dict[str, str]:
@@ -205,3 +205,26 @@ def test_storyboard_keeps_order_aspect_and_wraps_rows():
     first_row_y = 40 + 160
     xs = [x for x in range(sheet.width) if sheet.getpixel((x, first_row_y)) == (40, 90, 160)]
     assert len(xs) == 640
+
+
+def test_the_adapter_is_keyed_by_its_weights_not_its_metadata(tmp_path, monkeypatch, project_params):
+    """A retrain to the same weights writes a file that differs only in its creation time: no shot renders again."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    from charlora.fileio import write_json
+    from charlora.lora.safetensors import with_metadata
+    from charlora.shots.run import local_target
+
+    monkeypatch.chdir(tmp_path)
+    write_json(Path("models/training/config.json"), {"model": "flux2-klein-tiny", "model_path": "models/base/x"})
+    best = Path("models/lora/bramble-best.safetensors")
+    best.parent.mkdir(parents=True)
+    identities = []
+    for created, value in (("2026-01-01", 1.0), ("2026-02-02", 1.0), ("2026-02-02", 2.0)):
+        data = save({"transformer.a.lora_A.weight": np.full((2, 4), value, np.float32)})
+        best.write_bytes(with_metadata(data, {"created_at": created}))
+        target = local_target(project_params)[0]
+        identities.append((target.lora, target.adapter["sha256"]))
+    assert identities[0][0] == identities[1][0] != identities[2][0]  # same weights, same key
+    assert identities[0][1] != identities[1][1]  # the files themselves differ

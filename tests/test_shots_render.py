@@ -48,7 +48,7 @@ def test_shots_with_references_go_through_mflux_edit_variant(trained, tiny_flux2
         f"references: [{', '.join(f'story/references/{name}.png' for name in refs)}]}}\n" for shot_id, refs in shots))
     sampling = get_base_model("flux2-klein-tiny").sampling
     jobs = plan_jobs(load_story(Path("story/shots.yaml"), "brmbl", project),
-                     Target("local", "flux2-klein-tiny", sampling, {"sha256": "test"}, "test"))
+                     Target("local", "flux2-klein-tiny", sampling, {"sha256": "test"}, "test", "test"))
     edit_calls: list[list[str]] = []
     original = Flux2KleinEdit.generate_image
 

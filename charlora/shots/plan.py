@@ -13,8 +13,9 @@ no other shot's image, and editing a shot's prompt keeps its noise (the change s
 
 **Cache key.** The sha256 of everything that decides the pixels: the prompt as rendered (trigger
 word in), size, seed, steps, guidance, LoRA scale, each reference's sha256 and prepared size, the
-adapter's sha256 (and its AIR on Runware), the base model and the renderer (mflux version and
-compute precision, or Runware). Not the shot's position, nor its id beyond the seed it gives: moving a
+adapter's weights (the sha256 of its tensors, so a retrain to the same weights, whose file differs
+only in its creation time, renders nothing; on Runware its AIR and file sha256), the base model and
+the renderer (mflux version and compute precision, or Runware). Not the shot's position, nor its id beyond the seed it gives: moving a
 shot renders nothing, nor does renaming one that sets its own seed.
 """
 
@@ -41,8 +42,9 @@ class Target:
     where: str
     base_model: str
     sampling: SampleDefaults
-    adapter: dict[str, str]  # {"file", "sha256"} (+ "air" on Runware): the LoRA's identity
-    renderer: str  # e.g. "mflux 0.24.0 float32" or "runware"
+    adapter: dict[str, str]  # what the manifest says of the LoRA: file, sha256 (+ tensors_sha256, or air on Runware)
+    lora: str  # the LoRA's identity in the cache key: its weights' sha256 here, its AIR and file sha256 on Runware
+    renderer: str  # e.g. "mflux 0.24.0, float32" or "runware"
 
     def describe(self) -> str:
         """Where a shot was rendered, for the manifest."""
@@ -123,7 +125,7 @@ def plan_jobs(story: Story, target: Target) -> list[Job]:
         seed = shot_seed(story, shot)
         key = sha256_json({
             "format": CACHE_FORMAT, "where": target.where, "base_model": target.base_model, "renderer": target.renderer,
-            "adapter": {k: v for k, v in target.adapter.items() if k != "file"}, "prompt": shot.prompt,
+            "lora": target.lora, "prompt": shot.prompt,
             "width": width, "height": height, "seed": seed, "steps": steps, "guidance": guidance,
             "lora_scale": story.lora_scale,
             "references": [{"sha256": ref.sha256, "size": list(size)} for ref, size in zip(shot.references, sizes)]})

@@ -1,7 +1,7 @@
 """``make shots REMOTE=runware``: the same story on Runware, with the LoRA that `make publish` registered there.
 
 The LoRA's AIR, its base model and the adapter's sha256 come from ``metrics/publish.json``; with
-nothing registered yet it refuses before reading credentials or opening a connection. Runware hosts
+nothing registered yet it refuses before it checks credentials or opens a connection. Runware hosts
 the real FLUX.2 Klein, so the story's sizes are used as written (768x1344 stays 768x1344) and null
 steps and guidance take the real model's values. Each distinct reference image is prepared (upright,
 RGB, at most 1 MP, as on this machine) and uploaded once per run with Runware's ``imageUpload``; the
@@ -110,9 +110,10 @@ def run_remote(params: Params, credentials: Credentials, report: Callable[[str],
                f"{published['air']}. `make publish` publishes the new one.")
     base_air = (published["base_model"] or params.publish.runware.base_model
                 or get_base_model(params.base_model.name).runware_air)
-    target = Target("runware", base_air, real_sampling(base_air),
-                    {"file": str(published["adapter"].get("file")), "sha256": str(published["adapter"].get("sha256")),
-                     "air": published["air"]}, "runware")
+    adapter = {"file": str(published["adapter"].get("file")), "sha256": str(published["adapter"].get("sha256")),
+               "air": published["air"]}
+    target = Target("runware", base_air, real_sampling(base_air), adapter, f"{adapter['air']} {adapter['sha256']}",
+                    "runware")
     settings = params.publish.runware
 
     def open_renderer(progress: Progress) -> RunwareRenderer:

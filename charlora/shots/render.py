@@ -23,7 +23,10 @@ VARIANT_CLASSES = {"txt2img": "Flux2Klein", "edit": "Flux2KleinEdit"}
 
 
 class LocalRenderer:
-    """Renders :class:`~charlora.shots.plan.Job` s with mflux: the model of the training run, the LoRA at the story's scale."""
+    """Renders jobs (:class:`~charlora.shots.plan.Job`) with mflux.
+
+    The training run's base model, with the best LoRA at the story's scale.
+    """
 
     def __init__(self, model_name: str, model_path: str | None, tiny: TinyModelParams, adapter: Path,
                  lora_scale: float, progress: Progress) -> None:

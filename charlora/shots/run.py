@@ -23,6 +23,7 @@ from PIL import Image
 from charlora import layout
 from charlora.errors import PipelineError
 from charlora.fileio import read_json, sha256_file, utc_now, write_bytes_atomic, write_json
+from charlora.lora.safetensors import tensors_sha256
 from charlora.models.registry import get_base_model
 from charlora.params import Params
 from charlora.progress import Progress
@@ -154,8 +155,10 @@ def local_target(params: Params) -> tuple[Target, dict[str, Any], Path]:
 
     config = read_json(config_file)
     precision = str(ModelConfig.precision).rsplit(".", 1)[-1]
+    weights = tensors_sha256(best.read_bytes())
     target = Target("local", config["model"], get_base_model(config["model"]).sampling,
-                    {"file": best.as_posix(), "sha256": sha256_file(best)}, f"mflux {version('mflux')}, {precision}")
+                    {"file": best.as_posix(), "sha256": sha256_file(best), "tensors_sha256": weights},
+                    f"tensors_sha256:{weights}", f"mflux {version('mflux')}, {precision}")
     return target, config, best
 
 
