@@ -28,9 +28,7 @@ SIZE_RANGE = (128, 2048)  # story sizes, in the real models' pixels (Runware's F
 MAX_REFERENCE_PIXELS = 100_000_000  # decompression-bomb guard, as preprocess.max_pixels
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 RESERVED_IDS = {"storyboard"}  # storyboard.png sits beside the shots
-STORY_KEYS = {"size": "WIDTHxHEIGHT, multiples of 16", "steps": "sampling steps (null: the model's)",
-              "guidance": "guidance (null: the model's)", "lora_scale": "LoRA weight", "seed": "seed base",
-              "shots": "the list of shots"}
+STORY_KEYS = ("size", "steps", "guidance", "lora_scale", "seed", "shots")
 SHOT_KEYS = ("id", "prompt", "trigger", "references", "size", "seed")
 _SIZE = re.compile(r"\s*(\d+)\s*[xX]\s*(\d+)\s*")
 
