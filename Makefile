@@ -6,7 +6,7 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.setup-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast repro exp exp-all plots bench export publish standins micro-model clean
+.PHONY: help setup test test-fast repro exp exp-all plots bench export publish shots standins micro-model clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -66,6 +66,16 @@ publish: $(STAMP) ## Publish the best LoRA to Hugging Face and Runware (needs .e
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro publish
 	$(PY) stages/publish.py --push
 
+# REMOTE=runware renders the same story on Runware with the LoRA `make publish` registered (needs .env).
+shots: $(STAMP) ## Render story/shots.yaml with the best LoRA (dvc repro shots; REMOTE=runware: on Runware)
+ifeq ($(REMOTE),runware)
+	$(PY) stages/shots.py --remote runware
+else ifneq ($(REMOTE),)
+	@echo "make shots: REMOTE=$(REMOTE) is not known; use REMOTE=runware, or no REMOTE for this machine." >&2; exit 2
+else
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(DVC) repro shots
+endif
+
 standins: $(STAMP) ## Run local Hub and Runware stand-ins and print the env to try `make publish` offline
 	$(PY) -m tests.standins
 
@@ -74,6 +84,6 @@ micro-model: $(STAMP) ## Rebuild the embedded micro FLUX.2 Klein and micro CLIP 
 	$(PY) tools/build_micro_model.py $(if $(PHASES),--phases "$(PHASES)")
 
 clean: ## Remove generated outputs (never data/raw)
-	rm -rf data/processed data/captioned data/prior data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published metrics/train metrics/eval dvc_plots
+	rm -rf data/processed data/captioned data/prior data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published models/shots metrics/train metrics/eval dvc_plots
 	rm -f metrics/*.json
 	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

@@ -27,6 +27,9 @@ subpackage     what it does                                                    s
                ``clip_metrics``, ``sheets``, ``run``
 ``publish``    ``release``, ``plan`` (dry run), ``manifest``, ``card``,         publish, make publish
                ``hub``, ``runware``, ``credentials``, ``retry``, ``run``
+``shots``      ``story`` (the story file and its checks), ``plan`` (sizes,      shots, make shots
+               seeds, cache keys), ``references``, ``cache``, ``render``
+               (mflux), ``remote`` (Runware), ``storyboard``, ``run``
 =============  ==============================================================  =====================
 
 Shared by all: ``params`` (params.yaml's sections, validated by ``schema``), ``layout`` (where stages read and write,

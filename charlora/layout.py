@@ -32,6 +32,14 @@ EXPORT_REPORT_NAME = "report.json"  # in EXPORT_DIR: which file was verified fro
 PUBLISHED_DIR = Path("models/published")  # Runware's test images (make publish)
 PUBLISH_PLAN_FILE = METRICS_DIR / "publish_plan.json"
 PUBLISH_MANIFEST_FILE = METRICS_DIR / "publish.json"
+STORY_DIR = Path("story")  # the story and its reference images (the shots stage watches the whole folder)
+STORY_FILE = STORY_DIR / "shots.yaml"
+SHOTS_DIR = Path("models/shots")  # shots: <id>.png and storyboard.png
+SHOT_CACHE_DIR = Path("data/cache/shots")  # rendered shots by cache key (kept between runs)
+SHOTS_MANIFEST_FILE = METRICS_DIR / "shots.json"
+REMOTE_SHOTS_DIR = SHOTS_DIR / "runware"  # `make shots REMOTE=runware` (ignored by dvc: .dvcignore)
+REMOTE_SHOT_CACHE_DIR = Path("data/cache/shots_runware")
+REMOTE_SHOTS_MANIFEST_FILE = METRICS_DIR / "shots_runware.json"
 # Picture files the stages read (preprocess reads raw files of these suffixes; later stages only PNG they wrote).
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 

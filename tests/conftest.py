@@ -1,10 +1,12 @@
 """Shared fixtures: tiny models built once per session, temporary project copies, image writers.
 
 The suite never depends on the user's workspace: tests get their params from
-``tests/fixtures/params.yaml`` (a copy of the shipped defaults) and their pictures from the sample
-character drawn by ``tools/make_sample_character.py``. A project copy holds neither the
-workspace's ``params.yaml`` nor its ``data/raw``, and model folders a test points params at are
-placed inside the copy (nothing outside a project is read through a path in its params).
+``tests/fixtures/params.yaml`` (a copy of the shipped defaults), their pictures from the sample
+character drawn by ``tools/make_sample_character.py`` and their story from
+``tests/fixtures/story/shots.yaml`` with references drawn by ``tools/make_sample_story.py``. A
+project copy holds neither the workspace's ``params.yaml``, its ``data/raw`` nor its ``story/``, and
+model folders a test points params at are placed inside the copy (nothing outside a project is read
+through a path in its params).
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 FIXTURE_PARAMS = Path(__file__).resolve().parent / "fixtures" / "params.yaml"
-# Workspace paths a project copy never takes from ROOT: the tests bring their own.
-NOT_COPIED = ("params.yaml", "dvc.lock", "data/raw/")
+FIXTURE_STORY = Path(__file__).resolve().parent / "fixtures" / "story" / "shots.yaml"
+# Workspace files and folders a project copy never takes from ROOT: the tests bring their own.
+NOT_COPIED = ("params.yaml", "dvc.lock")
+NOT_COPIED_FOLDERS = ("data/raw/", "story/")
 
 
 def fixture_params():
@@ -42,12 +46,26 @@ def fixture_params():
 @functools.cache
 def sample_raw_dir() -> Path:
     """The shipped sample character, drawn once per process by tools/make_sample_character.py."""
-    spec = importlib.util.spec_from_file_location("make_sample_character", ROOT / "tools" / "make_sample_character.py")
+    out = Path(tempfile.mkdtemp(prefix="charlora-sample-")) / "raw"
+    _load_tool("make_sample_character").write_sample(out)
+    return out
+
+
+def _load_tool(name: str) -> Any:
+    """A script of tools/ as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
-    out = Path(tempfile.mkdtemp(prefix="charlora-sample-")) / "raw"
-    module.write_sample(out)
+    return module
+
+
+@functools.cache
+def sample_story_dir() -> Path:
+    """The tests' story folder: the fixture story and the references drawn by tools/make_sample_story.py."""
+    out = Path(tempfile.mkdtemp(prefix="charlora-story-")) / "story"
+    _load_tool("make_sample_story").write_references(out / "references")
+    shutil.copyfile(FIXTURE_STORY, out / "shots.yaml")
     return out
 
 
@@ -127,12 +145,14 @@ def copy_files(root: Path, target: Path, untracked: bool = False, skip=lambda na
 def copy_project(target: Path) -> Path:
     """A fresh copy of this project's code (tracked and new files), as its own git repo (like a clone).
 
-    Its params.yaml is the tests' (tests/fixtures/params.yaml) and its data/raw the sample character,
-    whatever the workspace holds; it has no dvc.lock, so every stage runs from scratch.
+    Its params.yaml is the tests' (tests/fixtures/params.yaml), its data/raw the sample character and its
+    story the tests' (tests/fixtures/story), whatever the workspace holds; it has no dvc.lock, so every
+    stage runs from scratch.
     """
-    copy_files(ROOT, target, untracked=True, skip=lambda name: name in NOT_COPIED or name.startswith(NOT_COPIED[-1]))
+    copy_files(ROOT, target, untracked=True, skip=lambda name: name in NOT_COPIED or name.startswith(NOT_COPIED_FOLDERS))
     shutil.copyfile(FIXTURE_PARAMS, target / "params.yaml")
     shutil.copytree(sample_raw_dir(), target / "data/raw")
+    shutil.copytree(sample_story_dir(), target / "story")
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=target, check=True, capture_output=True)

@@ -28,7 +28,7 @@ def caption_sources(project):
 
 def test_repro_status_param_change_and_new_image(first_run):
     project, out, _ = first_run
-    for stage in (*DATA_STAGES, "base_model", "train", "extract", "evaluate", "publish"):
+    for stage in (*DATA_STAGES, "base_model", "train", "extract", "evaluate", "publish", "shots"):
         assert f"Running stage '{stage}'" in out
     assert caption_sources(project) == {"florence2": 9, "user": 5}
     # One progress display per stage: none of mflux's tqdm bars or per-checkpoint LoRA banners.

@@ -1,4 +1,4 @@
-"""The suite does not depend on the user's workspace: its params.yaml and data/raw can say anything."""
+"""The suite does not depend on the user's workspace: its params.yaml, data/raw and story can say anything."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import yaml
 
 import tests.conftest as conftest
 from charlora.fileio import sha256_file
-from tests.conftest import FIXTURE_PARAMS, ROOT, copy_files, copy_project, noise_image
+from tests.conftest import FIXTURE_PARAMS, FIXTURE_STORY, ROOT, copy_files, copy_project, noise_image
 
-WORKSPACE_READS = re.compile(r"""ROOT\s*/\s*["'](params\.yaml|data/raw)""")
+WORKSPACE_READS = re.compile(r"""ROOT\s*/\s*["'](params\.yaml|data/raw|story)""")
 
 
 def test_no_test_reads_the_workspace_params_or_pictures():
     offenders = [f"{path.relative_to(ROOT)}:{number}" for path in sorted((ROOT / "tests").rglob("*.py"))
                  for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                  if WORKSPACE_READS.search(line) and path.name != "test_workspace.py"]
-    assert not offenders, f"tests read the user's params.yaml or data/raw: {offenders}"
+    assert not offenders, f"tests read the user's params.yaml, data/raw or story: {offenders}"
 
 
 def fake_workspace(target):
@@ -32,6 +32,9 @@ def fake_workspace(target):
     shutil.rmtree(target / "data/raw")
     noise_image(target / "data/raw/hero_01.png", (640, 640), seed=99)
     (target / "data/raw/hero_01.txt").write_text("my own hero\n")
+    shutil.rmtree(target / "story", ignore_errors=True)
+    noise_image(target / "story/references/my_scene.png", (320, 320), seed=98)
+    (target / "story/shots.yaml").write_text("shots:\n  - id: my-shot\n    prompt: my own story\n")
     subprocess.run(["git", "init", "-q"], cwd=target, check=True)
     subprocess.run(["git", "add", "-A"], cwd=target, check=True)
     return target
@@ -46,6 +49,9 @@ def test_fixtures_ignore_the_workspace_params_and_pictures(tmp_path, monkeypatch
     sample = {p.name: sha256_file(p) for p in conftest.sample_raw_dir().iterdir()}
     assert {p.name: sha256_file(p) for p in (project / "data/raw").iterdir()} == sample
     assert "hero_01.png" not in sample and "bramble_night.jpg" in sample
+    # ... and the tests' story with the sample references, not the workspace's story.
+    assert (project / "story/shots.yaml").read_text() == FIXTURE_STORY.read_text()
+    assert sorted(p.name for p in (project / "story/references").iterdir()) == ["forest.png", "pose_waving.png"]
     # The session's params are the fixture's: rank 16 and bramble, whatever the workspace says.
     assert project_params.train.lora.rank == 16 and project_params.character.name == "bramble"
     assert conftest.fixture_params() == project_params

@@ -36,20 +36,28 @@ def model_config(model_name: str, tiny: TinyModelParams | None = None, model_pat
 
 
 def load_flux2(model_name: str, model_path: str | Path | None, tiny: TinyModelParams | None = None,
-               lora_paths: list[Path] | None = None, lora_scales: list[float] | None = None, bake_lora: bool = False) -> Any:
-    """An mflux ``Flux2Klein`` for ``model_name`` (a key of :data:`charlora.models.registry.BASE_MODELS`).
+               lora_paths: list[Path] | None = None, lora_scales: list[float] | None = None, bake_lora: bool = False,
+               edit: bool = False) -> Any:
+    """An mflux FLUX.2 Klein for ``model_name`` (a key of :data:`charlora.models.registry.BASE_MODELS`).
 
-    The LoRA is kept as separate layers (``bake_lora=False``) so that small updates are applied in
-    full rather than rounded away in bfloat16 base weights. mflux's loading banners are silenced.
+    ``edit=False``: ``Flux2Klein`` (text to image); ``edit=True``: ``Flux2KleinEdit``, whose
+    ``generate_image(..., image_paths=[...])`` conditions on reference images (their tokens beside the
+    image tokens). Both go through the same model registration and weight loading. The LoRA is kept
+    as separate layers (``bake_lora=False``) so that small updates are applied in full rather than
+    rounded away in bfloat16 base weights. mflux's loading banners are silenced.
     """
     import mlx.core as mx
-    from mflux.models.flux2.variants import Flux2Klein
+
+    if edit:
+        from mflux.models.flux2.variants.edit.flux2_klein_edit import Flux2KleinEdit as variant
+    else:
+        from mflux.models.flux2.variants import Flux2Klein as variant
 
     config = model_config(model_name, tiny, model_path)
     with silenced():
-        model = Flux2Klein(model_config=config, model_path=None if model_path is None else str(model_path),
-                           lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales,
-                           bake_lora=bake_lora)
+        model = variant(model_config=config, model_path=None if model_path is None else str(model_path),
+                        lora_paths=[str(p) for p in lora_paths or []] or None, lora_scales=lora_scales,
+                        bake_lora=bake_lora)
         # mlx loads weights lazily: evaluate them here, so that loading is timed as loading, not as the first image.
         mx.eval([getattr(model, part).parameters() for part in ("transformer", "text_encoder", "vae") if hasattr(model, part)])
     return model

@@ -35,9 +35,18 @@ class TrainDefaults:
     preview_resolution: int
 
 
+# A story's shot size on the real FLUX.2 Klein models: 9:16 vertical (nearly), multiples of 16, about 1 MP.
+REAL_SHOT_SIZE = (768, 1344)
+
+
 @dataclass(frozen=True)
 class SampleDefaults:
-    """Image generation in evaluate: FLUX.2 Klein Base samples in about 50 steps at guidance about 4."""
+    """Image generation in evaluate and shots: FLUX.2 Klein Base samples in about 50 steps at guidance about 4.
+
+    ``shot_size`` (width, height) is what the story's sizes scale to on this model: a story written for
+    the real models (768x1344) renders at ``shot_size`` here, and every other size in the story by the
+    same factor (see :mod:`charlora.shots.plan`). ``max_side`` caps a scaled shot's longer side.
+    """
 
     steps: int
     guidance: float
@@ -47,6 +56,13 @@ class SampleDefaults:
     image_checkpoints: int | None  # None: every checkpoint
     prompts_file: str = "validation/test_prompts.json"
     prior_per_image: int = 0  # prior-preservation pictures per training picture (0: none)
+    shot_size: tuple[int, int] = REAL_SHOT_SIZE
+    max_side: int = 2048
+
+    @property
+    def shot_scale(self) -> float:
+        """The factor from a story's sizes (written for the real models) to this model's."""
+        return max(self.shot_size) / max(REAL_SHOT_SIZE)
 
 
 _REAL_SAMPLING = SampleDefaults(steps=50, guidance=4.0, resolution=1024, clip_model="openai/clip-vit-base-patch32",
@@ -89,7 +105,7 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
         memory="shipped in models/micro (about 7 MB); under 1 GB RAM at 128 px",
         sampling=SampleDefaults(steps=20, guidance=4.0, resolution=128, clip_model="models/base/clip-micro",
                                 max_prompts=6, image_checkpoints=2, prompts_file="validation/micro_prompts.json",
-                                prior_per_image=2),
+                                prior_per_image=2, shot_size=(64, 112), max_side=256),
         local_dir="models/base/flux2-klein-micro", geometry_from_folder=True),
     TINY: BaseModelSpec(
         TINY, TINY, "black-forest-labs/FLUX.2-klein-base-4B", 1, 1,
@@ -97,7 +113,7 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
                       low_ram=False, checkpoint_every=4, preview_every=0, preview_resolution=64),
         memory="built locally in seconds (the VAE is full size, about 160 MB); under 1 GB RAM at 64 px",
         sampling=SampleDefaults(steps=4, guidance=4.0, resolution=32, clip_model="models/base/clip-tiny",
-                                max_prompts=3, image_checkpoints=2),
+                                max_prompts=3, image_checkpoints=2, shot_size=(32, 64), max_side=256),
         local_dir="models/base/flux2-klein-tiny"),
 }
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from runware import IImageInference, ILora, IModelSearch, IUploadModelLora, Runware
+from runware import IImageInference, IInputs, ILora, IModelSearch, IUploadModelLora, Runware
 from runware.utils import BASE_RUNWARE_URLS, Environment, RunwareAPIError
 
 from charlora.errors import PipelineError
@@ -121,12 +121,25 @@ class RunwareClient:
 
         return self._run(f"register {lora.air}", upload)
 
+    def upload_image(self, path: Path) -> str:
+        """Upload a local image (Runware's ``imageUpload``); returns its image UUID for later tasks."""
+        async def upload(client: Runware) -> str:
+            return (await client.uploadImage(str(path))).imageUUID
+
+        return self._run(f"upload {path.name}", upload)
+
     def generate(self, base_air: str, lora_air: str, weight: float, prompt: str, *, width: int, height: int,
-                 steps: int, guidance: float, seed: int, out: Path) -> dict[str, Any]:
-        """One image with the LoRA, downloaded to ``out``; returns what Runware said about it."""
+                 steps: int, guidance: float, seed: int, out: Path, references: list[str] | None = None) -> dict[str, Any]:
+        """One image with the LoRA, downloaded to ``out``; returns what Runware said about it.
+
+        ``references``: reference images for FLUX.2's in-context conditioning (``inputs.referenceImages``),
+        as image UUIDs from :meth:`upload_image`, URLs or data URIs.
+        """
         request = dict(model=base_air, positivePrompt=prompt, width=width, height=height, steps=steps, CFGScale=guidance,
                        seed=seed, numberResults=1, outputType="URL", outputFormat="PNG",
                        lora=[ILora(model=lora_air, weight=weight)])
+        if references:
+            request["inputs"] = IInputs(referenceImages=list(references))
 
         async def infer(client: Runware) -> Any:
             return (await client.imageInference(IImageInference(**request)))[0]

@@ -1,14 +1,18 @@
 """A Runware stand-in: the websocket API the ``runware`` SDK speaks (authentication, ping,
-modelSearch, modelUpload, imageInference), plus an HTTP server for the generated images.
+modelSearch, modelUpload, imageUpload, imageInference), plus an HTTP server for the images.
 
 Like Runware, modelUpload downloads the adapter from ``downloadURL`` and checks it before the model
-turns ``ready``; imageInference refuses a LoRA that is not registered. Point the SDK at it with
-``Runware(api_key=..., url=standin.url)``.
+turns ``ready``; imageUpload takes an image as a data URI (or plain base64) and answers its image
+UUID; imageInference refuses a LoRA that is not registered and a reference image
+(``inputs.referenceImages``) that is neither an uploaded image's UUID, a data URI of an image nor a
+URL. Point the SDK at it with ``Runware(api_key=..., url=standin.url)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import io
 import json
@@ -70,7 +74,8 @@ class RunwareStandIn:
         }
         self.tasks: list[dict] = []  # every task received, in order (the api key is masked)
         self.faults: list[RunwareFault] = []
-        self.images: dict[str, bytes] = {}
+        self.images: dict[str, bytes] = {}  # generated and uploaded images by UUID (served over HTTP)
+        self.uploads: dict[str, bytes] = {}  # imageUpload: UUID -> the uploaded file's bytes
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -152,7 +157,7 @@ class RunwareStandIn:
                                                                      "message": "injected server error, try again"}]}))
                         continue
                 handler = {"modelSearch": self._model_search, "modelUpload": self._model_upload,
-                           "imageInference": self._image_inference}.get(task_type)
+                           "imageUpload": self._image_upload, "imageInference": self._image_inference}.get(task_type)
                 if handler is None:
                     await websocket.send(json.dumps({"errors": [{"taskType": task_type, "taskUUID": task.get("taskUUID"),
                                                                  "code": "unsupportedTaskType", "message": f"{task_type}?"}]}))
@@ -195,7 +200,24 @@ class RunwareStandIn:
         return [{"data": [{"taskType": "modelUpload", "taskUUID": task["taskUUID"], "status": status, "air": task["air"],
                            "message": f"model {status}"}]} for status in ("downloading", "optimizing", "ready")]
 
+    async def _image_upload(self, task: dict) -> list[dict]:
+        data = _image_bytes(task.get("image") or "")
+        if data is None:
+            return [{"errors": [{"taskType": "imageUpload", "taskUUID": task["taskUUID"], "code": "invalidImage",
+                                 "message": "image must be a data URI or base64 of a PNG, JPG or WEBP"}]}]
+        image_uuid = str(uuid.uuid4())
+        self.uploads[image_uuid] = self.images[image_uuid] = data
+        return [{"data": [{"taskType": "imageUpload", "taskUUID": task["taskUUID"], "imageUUID": image_uuid,
+                           "imageURL": f"{self.image_base}/images/{image_uuid}.png"}]}]
+
     async def _image_inference(self, task: dict) -> list[dict]:
+        for reference in (task.get("inputs") or {}).get("referenceImages") or []:
+            if not (reference in self.uploads or re.match(r"https?://", str(reference))
+                    or _image_bytes(str(reference)) is not None):
+                return [{"errors": [{"taskType": "imageInference", "taskUUID": task["taskUUID"],
+                                     "code": "invalidReferenceImages",
+                                     "message": f"reference image {str(reference)[:60]!r} is not an uploaded image "
+                                                "UUID, a data URI or a URL"}]}]
         for lora in task.get("lora") or []:
             model = self.models.get(lora.get("model"))
             if model is None or model.category != "lora":
@@ -230,6 +252,19 @@ class RunwareStandIn:
                 self.wfile.write(data or b"")
 
         return Handler
+
+
+def _image_bytes(value: str) -> bytes | None:
+    """The image in a data URI or plain base64 string, or None when it is not one PIL can open."""
+    if value.startswith("data:"):
+        value = value.split(",", 1)[-1]
+    try:
+        data = base64.b64decode(value, validate=True)
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (binascii.Error, ValueError, OSError):
+        return None
+    return data
 
 
 def _download(url: str) -> bytes:
