@@ -6,7 +6,7 @@ DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.setup-stamp
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast repro exp exp-all plots bench export publish shots standins micro-model clean
+.PHONY: help setup test test-fast repro exp exp-all plots bench export publish shots standins notebook report strip micro-model clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -83,7 +83,22 @@ standins: $(STAMP) ## Run local Hub and Runware stand-ins and print the env to t
 micro-model: $(STAMP) ## Rebuild the embedded micro FLUX.2 Klein and micro CLIP (models/micro) from their recipe
 	$(PY) tools/build_micro_model.py $(if $(PHASES),--phases "$(PHASES)")
 
+# The notebook's kernel is this venv's Python (JupyterLab runs from the venv), so its cells run the venv's dvc.
+# ARGS go to jupyter lab: ARGS="--no-browser --port 8890" on a remote machine (then open the printed URL through
+# `ssh -L 8890:localhost:8890 host`). Without a display (Linux, no DISPLAY or WAYLAND_DISPLAY) no browser is opened.
+NOTEBOOK := notebooks/pipeline.ipynb
+HEADLESS := $(if $(and $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_DISPLAY),,1)),--no-browser)
+
+notebook: $(STAMP) ## Open notebooks/pipeline.ipynb in JupyterLab (ARGS="--no-browser --port 8890" for a remote machine)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab $(NOTEBOOK) $(HEADLESS) $(ARGS)
+
+report: $(STAMP) ## Run the notebook headless: reports/pipeline.html, one file with every picture and plot
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m charlora.notebook.report --notebook $(NOTEBOOK)
+
+strip: $(STAMP) ## Strip outputs and execution counts from the notebook before committing it (nbstripout)
+	$(VENV)/bin/nbstripout $(NOTEBOOK)
+
 clean: ## Remove generated outputs (never data/raw)
-	rm -rf data/processed data/captioned data/prior data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published models/shots metrics/train metrics/eval dvc_plots
+	rm -rf data/processed data/captioned data/prior data/train data/heldout data/rejected data/cache models/base models/training models/lora models/samples models/export models/published models/shots metrics/train metrics/eval dvc_plots reports
 	rm -f metrics/*.json
 	@echo "clean: generated outputs removed; data/raw is untouched. Run 'make repro' to rebuild."

@@ -9,10 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dotenv import dotenv_values
 
 from charlora.errors import PipelineError
+
+if TYPE_CHECKING:
+    from charlora.params import PublishParams
 
 ENV_FILE = Path(".env")
 
@@ -58,9 +62,21 @@ def load_credentials(env_file: Path = ENV_FILE) -> Credentials:
     return Credentials(values)
 
 
+def needed(publish: PublishParams) -> list[str]:
+    """The variables `make publish` needs with these ``publish`` params: HF_TOKEN; HF_REPO_ID unless
+    ``publish.hf.repo_id`` is set; RUNWARE_API_KEY unless ``publish.runware.enabled`` is false."""
+    return (["HF_TOKEN"] + (["HF_REPO_ID"] if publish.hf.repo_id is None else [])
+            + (["RUNWARE_API_KEY"] if publish.runware.enabled else []))
+
+
+def missing_names(credentials: Credentials, names: list[str]) -> list[str]:
+    """Those of ``names`` that are unset or empty."""
+    return [name for name in names if not credentials.get(name)]
+
+
 def require(credentials: Credentials, names: list[str]) -> None:
     """Raise :class:`PipelineError` naming every missing variable and where to get it."""
-    missing = [name for name in names if not credentials.get(name)]
+    missing = missing_names(credentials, names)
     if missing:
         lines = "\n".join(f"  {name}: {WHERE_TO_GET[name]}" for name in missing)
         raise PipelineError(

@@ -17,7 +17,7 @@ from charlora import layout
 from charlora.errors import PipelineError
 from charlora.params import Params, RunwareParams
 from charlora.publish.card import model_card
-from charlora.publish.credentials import Credentials, require
+from charlora.publish.credentials import Credentials, needed, require
 from charlora.publish.hub import HubPublisher, HubRelease, explain_hub_error, open_hub
 from charlora.publish.manifest import Manifest
 from charlora.publish.release import Release, air_for, collect_release, registration, runware_file
@@ -30,9 +30,7 @@ Report = Callable[[str], None]
 def publish(params: Params, credentials: Credentials, report: Report) -> dict[str, Any]:
     """Publish for real; returns the manifest (also written to ``metrics/publish.json``)."""
     runware_on = params.publish.runware.enabled
-    needed = (["HF_TOKEN"] + (["HF_REPO_ID"] if params.publish.hf.repo_id is None else [])
-              + (["RUNWARE_API_KEY"] if runware_on else []))
-    require(credentials, needed)
+    require(credentials, needed(params.publish))
     offline = [name for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
                if os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")]
     if offline:  # huggingface_hub refuses every request then
