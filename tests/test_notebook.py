@@ -238,7 +238,7 @@ def test_trying_a_param_without_running_names_the_stages_that_read_it(empty_proj
     experiments.try_params({"train.lora.rank": 8, "character.trigger": "zq"}, run=False, root=empty_project)
     out = capsys.readouterr().out
     assert "dvc exp run -S train.lora.rank=8 -S character.trigger=zq" in out
-    assert "reruns caption, prior, merge, train, extract, evaluate, publish (" in out and "RUN_EXPERIMENT = True" in out
+    assert "reruns caption, prior, merge, train, extract, evaluate, publish, shots (" in out and "RUN_EXPERIMENT = True" in out
 
 
 # --- the whole notebook, executed headless in a copy of the session's pipeline run --------------------------------

@@ -64,7 +64,7 @@ def test_validation_errors(project_params, tmp_path):
             resolve_settings(params, model)
     with pytest.raises(PipelineError, match=r"base_model\.path '.*nowhere' is not a FLUX\.2 Klein model folder"):
         check_model_path(params_with(project_params, base_model={"path": str(tmp_path / "nowhere")}), tmp_path)
-    with pytest.raises(PipelineError, match=r"Run `dvc repro base_model` to build it"):
+    with pytest.raises(PipelineError, match=r"Run `dvc repro base_model` to install it"):
         check_model_path(project_params, tmp_path / "not-built")
     real = params_with(project_params, base_model={"name": "flux2-klein-base-4b"})
     assert check_model_path(real, tmp_path / "not-built") is None  # mflux downloads it

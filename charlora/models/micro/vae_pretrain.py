@@ -40,6 +40,8 @@ def train_vae(vae, recipe: VaeRecipe, report: Callable[[str], None], decoder_onl
     import torch
 
     name, steps = ("decoder", recipe.decoder_steps) if decoder_only else ("vae", recipe.steps)
+    if steps == 0:
+        return
     trained = [p for n, p in vae.named_parameters() if not decoder_only or n.startswith(("decoder.", "post_quant_conv."))]
     for parameter in vae.parameters():
         parameter.requires_grad_(any(parameter is p for p in trained))
