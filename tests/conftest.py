@@ -29,6 +29,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
+TINY = "flux2-klein-tiny"  # the random model built in seconds: tests of code paths, not of learning
 FIXTURE_PARAMS = Path(__file__).resolve().parent / "fixtures" / "params.yaml"
 FIXTURE_STORY = Path(__file__).resolve().parent / "fixtures" / "story" / "shots.yaml"
 # Workspace files and folders a project copy never takes from ROOT: the tests bring their own.
@@ -181,7 +182,7 @@ def trained(tmp_path_factory, project_params, tiny_flux2):
 
     root = tmp_path_factory.mktemp("trained")
     data = make_train_dir(root / "data")
-    params = params_with(project_params, base_model={"path": str(tiny_flux2)},
+    params = params_with(project_params, base_model={"name": TINY, "path": str(tiny_flux2)},
                          train={"resolution": 32, "epochs": 2, "checkpoint_every": 3, "learning_rate": 1e-3})
     metrics = train(params, data, root / "training", root / "live", tiny_flux2)
     return params, root, metrics
@@ -194,10 +195,11 @@ def place_in_project(project: Path, folder: Path, relative: str) -> str:
 
 
 def fast_copy(target: Path, florence: Path) -> Path:
-    """A fresh copy of the project: the shipped sample with a tiny local Florence-2 and small training settings."""
+    """A fresh copy of the project: the shipped sample on the random tiny model, with a tiny local Florence-2 and
+    small training settings (tests of code paths; tests/test_learning.py runs the default micro model)."""
     project = copy_project(target)
     model = place_in_project(project, florence, "models/local/florence2-tiny")  # gitignored: your own local models
-    update_params(project, {"caption.model": model, "caption.max_new_tokens": 12, "caption.num_beams": 1,
+    update_params(project, {"base_model.name": TINY, "caption.model": model, "caption.max_new_tokens": 12, "caption.num_beams": 1,
                             "caption.device": "cpu", "train.resolution": 32, "train.epochs": 1,
                             "evaluate.max_prompts": 2, "evaluate.image_checkpoints": 1})
     # Without metadata.jsonl, the 9 sample images that have no .txt beside them need machine captions.

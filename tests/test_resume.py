@@ -15,7 +15,7 @@ from charlora.lora.extract import adapter_from_checkpoint
 from charlora.lora.safetensors import tensors_sha256
 import pytest
 
-from tests.conftest import make_train_dir, place_in_project, run, tool_env, update_params
+from tests.conftest import TINY, make_train_dir, place_in_project, run, tool_env, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_interrupted_training_resumes_to_the_same_adapter(project, tiny_flux2):
     # alpha 32 at rank 16 (scale 2): mflux itself would resume at scale 1 (training.resumed_at_trained_scale)
     # The tiny model goes where base_model.path null looks for it (params may only name folders in the project).
     place_in_project(project, tiny_flux2, "models/base/flux2-klein-tiny")
-    update_params(project, {"train.resolution": 32, "train.epochs": 40, "train.checkpoint_every": 10,
+    update_params(project, {"base_model.name": TINY, "train.resolution": 32, "train.epochs": 40, "train.checkpoint_every": 10,
                             "train.lora.alpha": 32})
     make_train_dir(project / "data/train/bramble")  # 3 images: 120 steps
 
@@ -103,7 +103,7 @@ def repro_until_checkpoint(project: Path, beyond: int, sig: int) -> subprocess.C
 
 def test_dvc_repro_resumes_after_ctrl_c_and_kill(project):
     """The user's flow: Ctrl-C (SIGINT to the whole process group), then kill -9, then `dvc repro` again."""
-    update_params(project, {"train.resolution": 32, "train.epochs": 8, "train.checkpoint_every": 10})
+    update_params(project, {"base_model.name": TINY, "train.resolution": 32, "train.epochs": 8, "train.checkpoint_every": 10})
     run(["dvc", "repro", "merge", "base_model"], project)  # 13 training images: 104 steps
 
     interrupted = repro_until_checkpoint(project, beyond=0, sig=signal.SIGINT)

@@ -22,6 +22,7 @@ from typing import Any
 
 from charlora.models.registry import TINY
 from charlora.params import TinyModelParams
+from charlora.models.tokenizers import qwen_tokenizer
 from charlora.progress import silenced
 
 TEXT_ENCODER_LAYERS = 28  # the prompt encoder stacks hidden states 9, 18 and 27
@@ -99,30 +100,8 @@ def register_tiny_model(params: TinyModelParams) -> Any:
 
 
 def build_tokenizer(vocab_size: int) -> Any:
-    """A byte-level BPE trained offline on a fixed word list, wrapped as Qwen2TokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
-
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-    bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=special, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    lines = [line.strip() for line in CORPUS_WORDS.strip().splitlines()]
-    bpe.train_from_iterator(lines * 4, trainer=trainer)
-    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   unk_token=None, bos_token=None)
-    # Qwen3's chat template, reduced to what a text-to-image prompt uses.
-    tokenizer.chat_template = (
-        "{%- for message in messages %}"
-        "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-        "{%- endfor %}"
-        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
-        "{%- if enable_thinking is defined and enable_thinking is false %}{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}"
-        "{%- endif %}"
-    )
-    return tokenizer
+    """A byte-level BPE trained offline on :data:`CORPUS_WORDS`, wrapped as Qwen2TokenizerFast."""
+    return qwen_tokenizer(CORPUS_WORDS.split("\n"), vocab_size)
 
 
 def build_tiny_model(params: TinyModelParams, out_dir: Path) -> dict:

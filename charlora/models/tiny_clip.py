@@ -10,27 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from charlora.models.tiny import CORPUS_WORDS
+from charlora.models.tokenizers import clip_tokenizer
 from charlora.progress import silenced
 
 
 def build_tiny_clip(out_dir: Path, seed: int = 0) -> Path:
     """Write the tiny CLIP (model and processor) to ``out_dir``, deterministically for ``seed``."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizerFast
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    special = ["<|startoftext|>", "<|endoftext|>"]
-    bpe = Tokenizer(models.BPE(unk_token="<|endoftext|>"))
-    bpe.normalizer = normalizers.Lowercase()
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    lines = [line.strip() for line in CORPUS_WORDS.strip().splitlines()]
-    bpe.train_from_iterator(lines * 4, trainer=trainers.BpeTrainer(
-        vocab_size=512, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    bpe.post_processor = processors.TemplateProcessing(
-        single="<|startoftext|> $A <|endoftext|>", special_tokens=[(t, bpe.token_to_id(t)) for t in special])
-    tokenizer = CLIPTokenizerFast(tokenizer_object=bpe, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                                  pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=77)
+    tokenizer = clip_tokenizer(CORPUS_WORDS.split("\n"), 512)
     config = CLIPConfig(
         text_config={"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                      "num_attention_heads": 2, "max_position_embeddings": 77,

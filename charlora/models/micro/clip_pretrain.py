@@ -15,7 +15,7 @@ import numpy as np
 
 from charlora.models.micro.recipe import ClipRecipe
 from charlora.models.micro.text import EXTRA_WORDS
-from charlora.models.micro.tokenizer import clip_tokenizer
+from charlora.models.tokenizers import clip_tokenizer
 from charlora.world import caption, iter_specs, render, vocabulary
 
 SIZES = ((128, 128), (128, 96), (96, 128), (128, 80), (80, 128))

@@ -21,7 +21,7 @@ class VaeRecipe:
     crop: int = 64  # trained on random crops (the VAE is fully convolutional); evaluated on whole pictures
     batch: int = 16
     steps: int = 3000  # encoder and decoder together; the latent space is then fixed
-    decoder_steps: int = 2000  # the decoder alone, for the frozen encoder (runs beside the transformer's pretraining)
+    decoder_steps: int = 0  # the decoder alone, for the frozen encoder (0 in the shipped build: CPU time went to the transformer)
     learning_rate: float = 2e-3
     latent_l2: float = 1e-3  # keeps the latent scale bounded (bn stats normalise it for the transformer)
     latent_noise: float = 0.02  # small noise on latents in the joint phase: a smoother latent space to diffuse in
@@ -49,7 +49,7 @@ class TransformerRecipe:
     images: int = 18000  # world pictures encoded once for pretraining
     renders_per_caption: int = 3  # each caption drawn 3 times (sizes, scene details): 6000 captions to embed
     batch: int = 16
-    steps: int = 3500
+    steps: int = 2000
     learning_rate: float = 5e-4
     warmup_steps: int = 200
     caption_dropout: float = 0.1  # trained unconditional too, for classifier-free guidance
@@ -67,7 +67,7 @@ class ClipRecipe:
     projection_dim: int = 64
     vocab_size: int = 512
     batch: int = 96
-    steps: int = 1500
+    steps: int = 700
     learning_rate: float = 1e-3
     seed: int = 4
 

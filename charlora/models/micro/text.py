@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from charlora.models.micro.recipe import TextRecipe
-from charlora.models.micro.tokenizer import qwen_tokenizer
+from charlora.models.tokenizers import qwen_tokenizer
 from charlora.world import vocabulary
 
 MAX_SEQUENCE_LENGTH = 512  # mflux pads every FLUX.2 prompt to 512 tokens

@@ -1,4 +1,5 @@
-"""Tokenizers for the micro model (Qwen2TokenizerFast) and the micro CLIP, trained offline on a word list."""
+"""Tokenizers of the embedded models, trained offline on a word list: Qwen2TokenizerFast for the FLUX.2
+text encoder, CLIPTokenizerFast for CLIP (the tiny and micro models and their CLIPs share them)."""
 
 from __future__ import annotations
 
