@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -218,6 +219,15 @@ def pipeline_run(tmp_path_factory, tiny_florence2) -> tuple[Path, str]:
     project = fast_copy(tmp_path_factory.mktemp("pipeline") / "project", tiny_florence2)
     result = run(["dvc", "repro"], project)
     return project, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The default pipeline (the micro model), as a user runs it after a fresh clone: (project, metrics/eval.json,
+    dvc's output). Tests that change the project work on their own :func:`clone_project` of it."""
+    project = copy_project(tmp_path_factory.mktemp("default") / "project")
+    result = run(["dvc", "repro"], project, timeout=1800)
+    return project, json.loads((project / "metrics/eval.json").read_text()), result.stdout + result.stderr
 
 
 def clone_project(source: Path, target: Path) -> Path:

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from tests.conftest import clone_project, copy_project, run, update_params
+from tests.conftest import clone_project, run, update_params
 
 pytestmark = pytest.mark.slow
 
@@ -23,14 +23,6 @@ MIN_IDENTITY_GAIN = 0.10
 MAX_LEAKAGE_SHARE = 1 / 3  # of the identity gain
 MIN_PROMPT_FIT_SHARE = 0.9  # of the base model's prompt fit
 MIN_HELDOUT_LOSS_DROP = 0.02  # relative: the LoRA's held-out loss at most 98 % of the base model's
-
-
-@pytest.fixture(scope="session")
-def default_run(tmp_path_factory):
-    """The default pipeline, as a user runs it after a fresh clone: (project, metrics/eval.json, dvc's output)."""
-    project = copy_project(tmp_path_factory.mktemp("default") / "project")
-    result = run(["dvc", "repro"], project, timeout=1800)
-    return project, json.loads((project / "metrics/eval.json").read_text()), result.stdout + result.stderr
 
 
 def rerun_from_training(source, target, change_training_folder=None, params=None) -> dict:

@@ -252,14 +252,14 @@ def kernel_env(tmp: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory, pipeline_run):
-    """`make report` in a copy of the session's `dvc repro` run: (project, the executed notebook, seconds it took).
+def report(tmp_path_factory, default_run):
+    """`make report` in a copy of the session's default `dvc repro` run (the micro model): (project, the executed notebook, seconds it took).
 
     The outputs are there, so each `dvc repro` cell is a no-op. The experiment cell runs for real
     (``RUN_EXPERIMENT = True``) with the value params.yaml already has: `dvc exp run` records an experiment and
-    reruns nothing. Any default run will do: the checks read what it made (the embedded model, prior on or off).
+    reruns nothing.
     """
-    project = clone_project(pipeline_run[0], tmp_path_factory.mktemp("notebook") / "project")
+    project = clone_project(default_run[0], tmp_path_factory.mktemp("notebook") / "project")
     path = project / "notebooks/pipeline.ipynb"
     notebook = nbformat.read(path, as_version=4)
     cell = code_cells(notebook)["try-experiment"]
