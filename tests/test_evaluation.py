@@ -26,7 +26,8 @@ def test_spread_timesteps():
 
 def test_shortlist_and_best_pick_on_hand_made_tables():
     losses = {4: 0.50, 8: 0.41, 12: 0.41, 16: 0.45}
-    assert shortlist(losses, 2) == [8, 12]
+    assert shortlist(losses, 2) == [4, 8, 12]  # the first checkpoint always: the baseline
+    assert shortlist(losses, 1) == [4, 8]
     assert shortlist(losses, None) == [4, 8, 12, 16]
     rows = [{"step": 4, "val_loss": 0.50}, {"step": 8, "val_loss": 0.41, "score": 0.90},
             {"step": 12, "val_loss": 0.41, "score": 0.95}, {"step": 16, "val_loss": 0.45, "score": 0.95}]

@@ -104,7 +104,7 @@ def generate_priors(pictures: list[PriorPicture], out_dir: Path, cache_dir: Path
 
     ``load_model()`` (an mflux FLUX.2 Klein) is called once, and only when something has to be generated.
     """
-    from charlora.progress import Progress
+    from charlora.progress import Progress, silenced
 
     cache_dir.mkdir(parents=True, exist_ok=True)
     cached = {p.name: cache_dir / f"{cache_key(p, model_identity, steps, guidance)}.png" for p in pictures}
@@ -115,8 +115,9 @@ def generate_priors(pictures: list[PriorPicture], out_dir: Path, cache_dir: Path
             model = load_model()
         progress.start()
         for picture in missing:
-            image = model.generate_image(seed=picture.seed, prompt=picture.caption, num_inference_steps=steps,
-                                         width=picture.width, height=picture.height, guidance=guidance).image
+            with silenced():  # mflux's per-image bar: the one display is the line per picture
+                image = model.generate_image(seed=picture.seed, prompt=picture.caption, num_inference_steps=steps,
+                                             width=picture.width, height=picture.height, guidance=guidance).image
             partial = cached[picture.name].with_suffix(".part.png")
             image.save(partial)
             partial.replace(cached[picture.name])  # a stopped run never leaves half a picture in the cache

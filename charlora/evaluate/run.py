@@ -27,9 +27,10 @@ from charlora.progress import Progress
 
 
 def shortlist(losses: dict[int, float], count: int | None) -> list[int]:
-    """Steps of the ``count`` checkpoints with the lowest held-out loss (earlier step on a tie), in step order."""
+    """Steps of the ``count`` checkpoints with the lowest held-out loss (earlier step on a tie), and the first
+    checkpoint, in step order. The first is always scored: the baseline a better checkpoint has to beat."""
     ranked = sorted(losses, key=lambda step: (losses[step], step))
-    return sorted(ranked if count is None else ranked[:count])
+    return sorted(set(ranked if count is None else ranked[:count]) | {min(losses)})
 
 
 def pick_best(rows: list[dict]) -> int:
@@ -149,7 +150,7 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         "best_val_loss": round(losses[best_step], 6),
         "base_val_loss": round(base_loss, 6),
         "final_val_loss": round(losses[checkpoints[-1]["step"]], 6),
-        "selection": "held-out loss shortlists evaluate.image_checkpoints checkpoints; the highest score wins",
+        "selection": "held-out loss shortlists evaluate.image_checkpoints checkpoints (and the first); the highest score wins",
         "sampling": {"steps": steps, "guidance": guidance, "resolution": resolution, "lora_scale": evaluate.lora_scale},
         "heldout_images": len(pairs),
         "timesteps": scorer.timesteps,
