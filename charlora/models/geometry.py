@@ -61,14 +61,14 @@ def layer_shape(path: str, geometry: dict[str, Any]) -> tuple[int, int]:
             "ff_context.linear_out": (hidden, mlp)}.get(name, (hidden, hidden))
 
 
-def vae_channels(model_path: str | Path | None) -> tuple[int, ...]:
-    """The VAE encoder's channels: a model folder's ``vae/config.json`` when it has one, else FLUX.2's full size."""
-    config = Path(model_path) / "vae" / "config.json" if model_path else None
-    if config is not None and config.is_file():
-        channels = json.loads(config.read_text(encoding="utf-8")).get("block_out_channels")
-        if channels:
-            return tuple(channels)
-    return FULL_VAE_CHANNELS
+def vae_layout(model_path: str | Path | None) -> dict[str, Any]:
+    """The VAE's encoder/decoder sizes: a model folder's ``vae/config.json`` when it has one, else FLUX.2's full size."""
+    if model_path and (Path(model_path) / "vae" / "config.json").is_file():
+        from charlora.models.folder import vae_geometry
+
+        return vae_geometry(Path(model_path))
+    return {"block_out_channels": FULL_VAE_CHANNELS, "decoder_block_out_channels": FULL_VAE_CHANNELS,
+            "layers_per_block": 2, "norm_num_groups": 32}
 
 
 DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2}
@@ -167,10 +167,12 @@ def model_sizes(name: str, mflux_name: str, model_path: str | Path | None) -> Mo
 
     geometry = transformer_geometry(mflux_name)
     text = text_encoder_geometry(mflux_name)
-    channels = vae_channels(model_path)
+    layout = vae_layout(model_path)
+    channels = layout["block_out_channels"]
+    common = {"layers_per_block": layout["layers_per_block"], "norm_num_groups": layout["norm_num_groups"]}
     transformer = Flux2Transformer(**{k: tuple(v) if isinstance(v, list) else v for k, v in geometry.items()})
-    encoder = count_parameters(Flux2Encoder(block_out_channels=channels))
-    decoder = count_parameters(Flux2Decoder(block_out_channels=channels))
+    encoder = count_parameters(Flux2Encoder(block_out_channels=channels, **common))
+    decoder = count_parameters(Flux2Decoder(block_out_channels=layout["decoder_block_out_channels"], **common))
     latent = 32  # quant_conv (64 -> 64, 1x1), post_quant_conv (32 -> 32), bn stats (128 x 2): tiny, counted as "other"
     extra = (2 * latent) ** 2 + 2 * latent + latent ** 2 + latent + 4 * latent * 2
     vae = ComponentSize(encoder.quantizable + decoder.quantizable, encoder.other + decoder.other + extra,
