@@ -130,7 +130,7 @@ class TrainParams:
     resolution: int | None = field(metadata=limits(min=16, max=2048, multiple_of=16))
     epochs: int | None = field(metadata=limits(min=1, max=100_000))
     batch_size: int | None = field(metadata=limits(min=1, max=64))
-    learning_rate: float = field(metadata=limits(min=1e-8, max=1.0))
+    learning_rate: float | None = field(metadata=limits(min=1e-8, max=1.0))
     optimizer: str = field(metadata=limits(choices=("AdamW", "Adam")))
     steps: int | None = field(metadata=limits(min=1, max=1000))
     guidance: float | None = field(metadata=limits(min=0.0, max=20.0))

@@ -33,6 +33,7 @@ class TrainDefaults:
     checkpoint_every: int
     preview_every: int  # 0: no preview images during training
     preview_resolution: int
+    learning_rate: float = 1e-4
 
 
 # A story's shot size on the real FLUX.2 Klein models: 9:16 vertical (nearly), multiples of 16, about 1 MP.
