@@ -44,13 +44,18 @@ def qwen_tokenizer(lines: Iterable[str], vocab_size: int):
 
 
 def clip_tokenizer(lines: Iterable[str], vocab_size: int):
-    """A lowercase byte-level BPE wrapped as ``CLIPTokenizerFast`` (start/end tokens, 77 positions)."""
+    """A lowercase byte-level BPE with CLIP's start/end tokens and 77 positions, for ``CLIPProcessor``.
+
+    It is wrapped as ``PreTrainedTokenizerFast``, not ``CLIPTokenizerFast``: transformers 5 rebuilds a
+    ``CLIPTokenizer``'s normaliser and pre-tokenizer as OpenAI CLIP's when it loads one, which would split
+    text differently from how this vocabulary was trained (every text then pooled alike).
+    """
     from tokenizers import processors
-    from transformers import CLIPTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     special = ["<|endoftext|>", "<|startoftext|>"]
     bpe = _byte_level_bpe(lines, vocab_size, special, True)
     bpe.post_processor = processors.TemplateProcessing(
         single="<|startoftext|> $A <|endoftext|>", special_tokens=[(t, bpe.token_to_id(t)) for t in special])
-    return CLIPTokenizerFast(tokenizer_object=bpe, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
-                             pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=77)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|startoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=77)
