@@ -123,7 +123,9 @@ def tiny_florence2(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def project_params():
-    return fixture_params()
+    """The tests' params on the random tiny model: unit tests of code paths (the default is the micro model)."""
+    params = fixture_params()
+    return replace(params, base_model=replace(params.base_model, name=TINY))
 
 
 @pytest.fixture(scope="session")

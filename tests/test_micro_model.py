@@ -63,7 +63,7 @@ def test_mflux_loads_the_folder_with_its_own_geometry_and_computes_what_torch_co
     model = Flux2Klein(model_config=config, model_path=str(folder))
     transformer = Flux2Transformer2DModel.from_pretrained(folder / "transformer").float().eval()
     assert len(model.transformer.transformer_blocks) == transformer.config.num_layers
-    assert model.vae.encoder.conv_in.conv2d.weight.shape[0] == json.loads((folder / "vae/config.json").read_text())[
+    assert model.vae.encoder.conv_in.weight.shape[0] == json.loads((folder / "vae/config.json").read_text())[
         "block_out_channels"][0]
 
     rng = np.random.default_rng(0)
@@ -104,7 +104,7 @@ def test_the_sized_vae_hook_leaves_other_models_full_size(tmp_path):
     register_model_folder(MICRO, SHIPPED / MICRO)
     assert flux2_initializer.Flux2VAE.__name__ == "Flux2VAE"  # only swapped while a registered model is built
     vae = flux2_initializer.Flux2VAE()
-    assert vae.encoder.conv_in.conv2d.weight.shape[0] == 128  # FLUX.2's own width
+    assert vae.encoder.conv_in.weight.shape[0] == 128  # FLUX.2's own width
 
 
 @pytest.mark.slow

@@ -69,8 +69,9 @@ def test_missing_key_is_named():
 def test_null_allowed_only_where_optional():
     assert parse_params(with_value("train.epochs", None)).train.epochs is None
     assert parse_params(with_value("train.batch_size", None)).train.batch_size is None  # the memory preset's
-    with pytest.raises(PipelineError, match=r"'train\.learning_rate' must not be empty"):
-        parse_params(with_value("train.learning_rate", None))
+    assert parse_params(with_value("train.learning_rate", None)).train.learning_rate is None  # the model's
+    with pytest.raises(PipelineError, match=r"'train\.seed' must not be empty"):
+        parse_params(with_value("train.seed", None))
 
 
 def test_invalid_yaml_names_the_file(tmp_path):

@@ -125,7 +125,7 @@ def write_outputs(story_file: Path, jobs: list[Job], target: Target, cache: Shot
     # Rendered now, each key once (two shots alike in every pixel-deciding way render once).
     measured = list({shot["cache_key"]: shot["seconds_per_image"] for shot in shots if not shot["from_cache"]}.values())
     manifest = {
-        "story": story_file.as_posix(), "where": target.where, "base_model": target.base_model,
+        "story_file": story_file.as_posix(), "where": target.where, "base_model": target.base_model,
         "adapter": target.adapter, "shot_scale": round(target.sampling.shot_scale, 6),
         "storyboard": (folder / STORYBOARD).as_posix(), "shots_total": len(jobs), "rendered": len(measured),
         "from_cache": sum(shot["from_cache"] for shot in shots),
