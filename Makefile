@@ -88,9 +88,11 @@ micro-model: $(STAMP) ## Rebuild the embedded micro FLUX.2 Klein and micro CLIP 
 # `ssh -L 8890:localhost:8890 host`). Without a display (Linux, no DISPLAY or WAYLAND_DISPLAY) no browser is opened.
 NOTEBOOK := notebooks/pipeline.ipynb
 HEADLESS := $(if $(and $(filter Linux,$(shell uname -s)),$(if $(DISPLAY)$(WAYLAND_DISPLAY),,1)),--no-browser)
+# Jupyter refuses to run as root without --allow-root (containers and CI machines often run as root).
+AS_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 notebook: $(STAMP) ## Open notebooks/pipeline.ipynb in JupyterLab (ARGS="--no-browser --port 8890" for a remote machine)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab $(NOTEBOOK) $(HEADLESS) $(ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(NOTEBOOK) $(HEADLESS) $(AS_ROOT) $(ARGS)
 
 report: $(STAMP) ## Run the notebook headless: reports/pipeline.html, one file with every picture and plot
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m charlora.notebook.report --notebook $(NOTEBOOK)
