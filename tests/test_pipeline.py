@@ -102,7 +102,7 @@ def test_second_fresh_copy_gives_the_same_adapter_and_experiments_compare(tmp_pa
     assert "tensors_sha256" not in shown and "learning_rate" not in shown and "Created" not in shown
     assert "rank8" in shown
     everything = run(["make", "-s", "exp-all", f"VENV={ROOT / '.venv'}"], project, env={"COLUMNS": "2000"}).stdout
-    assert "learning_rate" in everything and "tensors_sha256" in everything
+    assert "heldout_fraction" in everything and "tensors_sha256" in everything
     # The resolved memory settings and the preset they came from are recorded (metrics/train.json).
     assert "settings.gradient_checkpointing" in everything and "preset" in everything
     run(["dvc", "plots", "show"], project)

@@ -242,7 +242,8 @@ def bench_memory(project: Path) -> dict:
     """The pre-flight estimate against measured peaks, on the tiny model (and micro when it is shipped)."""
     small_character(project)
     # One epoch: the first step already holds every weight and the activations (mflux evaluates the whole model then).
-    base = {"character.name": "bench", "train.epochs": 1, "train.preset": "auto", "train.checkpoint_every": 1000}
+    base = {"character.name": "bench", "train.epochs": 1, "train.preset": "auto", "train.checkpoint_every": 1000,
+            "base_model.name": "flux2-klein-tiny"}
     rows = []
     for label, geometry, values in MEMORY_CONFIGS:
         update_params(project, {**base, **{f"tiny_model.{k}": v for k, v in {**TINY_DEFAULTS, **geometry}.items()},
@@ -267,9 +268,10 @@ def micro_rows(project: Path, base: dict, rows: list[dict]) -> str:
     if not (ROOT / "models/micro" / MICRO).is_dir() or MICRO not in BASE_MODELS:
         return (f"skipped: models/micro/{MICRO} is not in this checkout or {MICRO} is not a registered base model "
                 "(the micro model is not shipped yet)")
-    update_params(project, {"base_model.name": MICRO})
     for label, values in MICRO_CONFIGS:
-        update_params(project, {**base, **{f"train.{k}": v for k, v in {**MEMORY_DEFAULTS, **values}.items()}})
+        update_params(project, {**base, "base_model.name": MICRO,
+                                **{f"train.{k}": v for k, v in {**MEMORY_DEFAULTS, **values}.items()}})
+        measure([sys.executable, "stages/base_model.py"], project)  # installs the micro model (once; then a no-op)
         rows.append(memory_row(label, project))
     update_params(project, {"base_model.name": "flux2-klein-tiny"})
     return f"{len(MICRO_CONFIGS)} configs"
