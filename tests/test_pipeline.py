@@ -101,7 +101,7 @@ def test_second_fresh_copy_gives_the_same_adapter_and_experiments_compare(tmp_pa
     assert "…" not in shown and max(map(len, lines)) <= 120, shown
     assert "tensors_sha256" not in shown and "learning_rate" not in shown and "Created" not in shown
     assert "rank8" in shown
-    everything = run(["make", "-s", "exp-all", f"VENV={ROOT / '.venv'}"], project, env={"COLUMNS": "2000"}).stdout
+    everything = run(["make", "-s", "exp-all", f"VENV={ROOT / '.venv'}"], project, env={"COLUMNS": "10000"}).stdout
     assert "heldout_fraction" in everything and "tensors_sha256" in everything
     # The resolved memory settings and the preset they came from are recorded (metrics/train.json).
     assert "settings.gradient_checkpointing" in everything and "preset" in everything
