@@ -127,11 +127,12 @@ def test_the_build_runs_end_to_end_on_a_quick_recipe(tmp_path):
 def test_the_shipped_clip_matches_world_pictures_to_their_own_captions():
     """CLIP loaded from the shipped folder reads text as it was trained (a CLIPTokenizer would be rebuilt on load
     with OpenAI's pre-tokenizer, and every caption would then pool to the same embedding)."""
-    from charlora.models.micro.figures import clip_embedder
+    from charlora.evaluate.clip_metrics import ClipScorer
     from charlora.world import caption, render, sample_specs
 
     specs = sample_specs(12, 9000)
-    images, texts = clip_embedder(SHIPPED / MICRO_CLIP)
+    clip = ClipScorer(str(SHIPPED / MICRO_CLIP))
+    images, texts = clip.images, clip.texts
     similarity = images([render(spec, (128, 128)) for spec in specs]) @ texts([caption(spec) for spec in specs]).T
     top1 = float(np.mean(similarity.argmax(axis=1) == np.arange(len(specs))))
     assert top1 >= 0.5, f"the shipped CLIP finds the picture's own caption for {top1:.0%} of 12 (chance 8 %)"

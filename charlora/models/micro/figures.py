@@ -13,32 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from charlora.evaluate.clip_metrics import ClipScorer
 from charlora.world import COLOURS, SCENES, SPECIES, caption, render, sample_specs
 from charlora.world.captions import SCENE_PHRASES
-
-
-def clip_embedder(clip_dir: Path):
-    """(images -> normalised embeddings, texts -> normalised embeddings) with a CLIP folder."""
-    import torch
-    from transformers import CLIPModel, CLIPProcessor
-
-    model = CLIPModel.from_pretrained(clip_dir).eval()
-    processor = CLIPProcessor.from_pretrained(clip_dir)
-
-    def normalise(features):
-        features = getattr(features, "pooler_output", features)
-        return (features / features.norm(dim=-1, keepdim=True)).numpy()
-
-    def images(pictures) -> np.ndarray:
-        with torch.inference_mode():
-            return normalise(model.get_image_features(**processor(images=pictures, return_tensors="pt")))
-
-    def texts(strings) -> np.ndarray:
-        with torch.inference_mode():
-            inputs = processor(text=list(strings), return_tensors="pt", padding=True)
-            return normalise(model.get_text_features(**inputs))
-
-    return images, texts
 
 
 def attribute_accuracy(image_embeddings: np.ndarray, texts: Callable, specs, attribute: str) -> float:
@@ -64,7 +41,8 @@ def prompt_fit_figures(generate: Callable[[str, int], Any], clip_dir: Path, seed
     captions = [caption(spec) for spec in specs]
     generated = [generate(text, index) for index, text in enumerate(captions)]
     real = [render(spec, generated[0].size) for spec in specs]
-    images, texts = clip_embedder(clip_dir)
+    clip = ClipScorer(str(clip_dir))  # the evaluate stage's CLIP scorer: the same embeddings as the metrics
+    images, texts = clip.images, clip.texts
     text_embeddings = texts(captions)
     figures: dict[str, Any] = {"prompts": count}
     for label, pictures in (("generated", generated), ("world", real)):
