@@ -137,8 +137,8 @@ def bench_dvc(project: Path) -> dict:
 
     # A tiny local Florence-2 captions images without a caption file (no download); set before the
     # baseline run so that only the new image below changes what caption sees.
-    build_tiny_florence2(project / "models/base/florence2-tiny")  # params may only name folders in the project
-    update_params(project, {"caption.model": "models/base/florence2-tiny", "caption.max_new_tokens": 12,
+    build_tiny_florence2(project / "models/local/florence2-tiny")  # gitignored; models/base is the base_model stage's output
+    update_params(project, {"caption.model": "models/local/florence2-tiny", "caption.max_new_tokens": 12,
                             "caption.num_beams": 1})
     measure(["dvc", "commit", "-f", "train"], project)  # train already ran outside dvc above
     measure(["dvc", "repro"], project)
