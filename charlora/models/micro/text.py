@@ -32,7 +32,8 @@ def build_tokenizer(recipe: TextRecipe):
 
 
 def build_text_encoder(recipe: TextRecipe, vocab_size: int):
-    """A seeded random ``Qwen3ForCausalLM`` (tied embeddings: the saved keys are mflux's ``model.*``)."""
+    """A seeded random ``Qwen3ForCausalLM`` (tied embeddings: the saved keys are mflux's ``model.*``) whose token
+    embeddings are large next to what its random layers add (``recipe.embedding_std``)."""
     import torch
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
@@ -41,7 +42,10 @@ def build_text_encoder(recipe: TextRecipe, vocab_size: int):
                          num_attention_heads=recipe.num_attention_heads, num_key_value_heads=1, head_dim=recipe.head_dim,
                          intermediate_size=recipe.intermediate_size, max_position_embeddings=1024,
                          tie_word_embeddings=True)
-    return Qwen3ForCausalLM(config).eval()
+    model = Qwen3ForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.normal_(0.0, recipe.embedding_std)
+    return model
 
 
 def chat_inputs(tokenizer, prompts: list[str]):
