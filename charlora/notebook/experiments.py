@@ -13,7 +13,7 @@ from charlora.notebook.views import flatten, show_frame
 
 # The metrics `make exp` shows (EXP_QUALITY and EXP_TRAINING in the Makefile), in that order; absent ones are left out.
 DECIDING = ("best_score", "identity", "identity_gain", "base_identity", "best_val_loss", "final_loss", "final_val_loss",
-            "seconds_per_step", "peak_rss_mb")
+            "seconds_per_step", "peak_rss_mb", "estimated_peak_gb")
 
 
 def experiments_table(root: Path | None = None, all_columns: bool = False) -> Any:
