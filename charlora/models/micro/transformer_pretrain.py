@@ -98,11 +98,12 @@ def position_ids(width: int, height: int):
     return image, text
 
 
-def sample_sigmas(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Half uniform, half logit-normal: every noise level the sampler visits, the middle ones more often."""
+def sample_sigmas(rng: np.random.Generator, count: int, shift: float, uniform_share: float) -> np.ndarray:
+    """Noise levels: ``uniform_share`` uniform, the rest uniform shifted by ``shift`` towards 1 as mflux's schedule is."""
     uniform = rng.uniform(0.0, 1.0, count)
-    logit_normal = 1.0 / (1.0 + np.exp(-rng.normal(0.0, 1.0, count)))
-    return np.where(rng.uniform(size=count) < 0.5, uniform, logit_normal).clip(1e-3, 1.0).astype(np.float32)
+    position = rng.uniform(1e-6, 1.0, count)
+    shifted = shift / (shift + 1.0 / position - 1.0)
+    return np.where(rng.uniform(size=count) < uniform_share, uniform, shifted).clip(1e-3, 1.0).astype(np.float32)
 
 
 class Pretraining:
@@ -154,7 +155,7 @@ class Pretraining:
         rows = data.caption_rows[size][picks]
         rows = np.where(self.rng.uniform(size=recipe.batch) < recipe.caption_dropout, len(data.embeddings) - 1, rows)
         text = torch.from_numpy(data.embeddings[rows].astype(np.float32))
-        sigma = torch.from_numpy(sample_sigmas(self.rng, recipe.batch))
+        sigma = torch.from_numpy(sample_sigmas(self.rng, recipe.batch, recipe.sigma_shift, recipe.uniform_share))
         noise = torch.randn(clean.shape, generator=self.generator)
         noisy = (1 - sigma[:, None, None]) * clean + sigma[:, None, None] * noise
         image_ids, text_ids = self.ids[size]
