@@ -101,12 +101,12 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
         runware_air="runware:400@3"),
     MICRO: BaseModelSpec(
         MICRO, MICRO, "charlora/flux2-klein-micro", 2, 2,
-        TrainDefaults(resolution=128, epochs=4, steps=20, guidance=1.0, timestep_low=0, timestep_high=20,
-                      low_ram=False, checkpoint_every=20, preview_every=0, preview_resolution=128, learning_rate=5e-4),
+        TrainDefaults(resolution=128, epochs=8, steps=20, guidance=1.0, timestep_low=0, timestep_high=20,
+                      low_ram=False, checkpoint_every=20, preview_every=0, preview_resolution=128, learning_rate=1e-3),
         memory="shipped in models/micro (about 7 MB); under 1 GB RAM at 128 px",
         sampling=SampleDefaults(steps=12, guidance=4.0, resolution=128, clip_model="models/base/clip-micro",
                                 max_prompts=6, image_checkpoints=2, prompts_file="validation/micro_prompts.json",
-                                prior_per_image=1, shot_size=(64, 112), max_side=256),
+                                prior_per_image=2, shot_size=(64, 112), max_side=256),
         local_dir="models/base/flux2-klein-micro", geometry_from_folder=True),
     TINY: BaseModelSpec(
         TINY, TINY, "black-forest-labs/FLUX.2-klein-base-4B", 1, 1,
