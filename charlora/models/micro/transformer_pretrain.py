@@ -5,10 +5,10 @@ normalised with the VAE's ``bn`` statistics, packed into tokens) and Gaussian no
 ``x_s = (1 - s) x0 + s e`` and the transformer predicts ``e - x0``; mflux's LoRA training and its
 sampler use exactly this. The noise levels ``s`` follow mflux's sampler, which at these sizes spends
 most of its steps near pure noise (see ``TransformerRecipe.sigma_shift``): trained mostly at middle
-levels, the model denoised well but ignored the prompt and drew noise soup from pure noise. Prompts are encoded with mflux's tokenisation and padded to 512 tokens
-(the transformer sees all 512 at inference, so it trains on all 512). One caption in ten is the
-unconditional prompt " ", so classifier-free guidance works. An exponential moving average of the
-weights is what ships.
+levels, the model denoised well but ignored the prompt and drew noise soup from pure noise. Prompts
+are encoded with mflux's tokenisation and padded to 512 tokens (the transformer sees all 512 at
+inference, so it trains on all 512). One caption in ten is the unconditional prompt " ", so
+classifier-free guidance works. An exponential moving average of the weights is what ships.
 """
 
 from __future__ import annotations
