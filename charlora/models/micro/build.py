@@ -29,7 +29,7 @@ PHASES = ("text", "vae", "transformer", "decoder", "clip", "ship")
 def quick(recipe: Recipe) -> Recipe:
     """A minutes-long version of the recipe: the same code path, for tests (the weights are not good)."""
     return replace(recipe, vae=replace(recipe.vae, steps=8, decoder_steps=4, batch=4, stats_images=8),
-                   transformer=replace(recipe.transformer, steps=6, images=24, warmup_steps=2, batch=4),
+                   transformer=replace(recipe.transformer, steps=6, restart_at=(3,), images=24, warmup_steps=2, batch=4),
                    clip=replace(recipe.clip, steps=4, batch=8), heldout_images=4)
 
 

@@ -128,7 +128,11 @@ class Pretraining:
         self.ids = {size: position_ids(*size) for size in sizes}
 
     def _learning_rate_factor(self, step: int) -> float:
-        warmup, total = self.recipe.warmup_steps, self.recipe.steps
+        """Warm-up then cosine decay to 5 %, within the cycle that ``step`` is in (cycles start at 0 and restart_at)."""
+        starts = [0, *(s for s in self.recipe.restart_at if 0 < s < self.recipe.steps)]
+        start = max(s for s in starts if s <= step)
+        end = min([s for s in starts if s > step] + [self.recipe.steps])
+        warmup, step, total = self.recipe.warmup_steps, step - start, end - start
         if step < warmup:
             return (step + 1) / warmup
         return 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
@@ -146,6 +150,10 @@ class Pretraining:
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         self.step = state["step"]
+        # The learning rate of the next step comes from the recipe's schedule, not the checkpoint: a build that
+        # resumes with a longer schedule (more steps, a restart) continues exactly as an uninterrupted one would.
+        for group, base in zip(self.optimizer.param_groups, self.schedule.base_lrs):
+            group["lr"] = base * self._learning_rate_factor(self.schedule.last_epoch)
 
     def train_step(self) -> float:
         import torch
