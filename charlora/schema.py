@@ -70,6 +70,12 @@ def _check_value(hint: Any, value: Any, key: str, limits: dict[str, Any], source
 def _check_scalar(hint: type, value: Any, key: str, limits: dict[str, Any], source: str) -> Any:
     if value is None:
         raise PipelineError(f"{source}: '{key}' must not be empty (null).")
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads 5e-4 as a string; DVC's `-S train.learning_rate=5e-4` writes it so.
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     ok = {
         bool: isinstance(value, bool),
         int: isinstance(value, int) and not isinstance(value, bool),

@@ -136,3 +136,37 @@ def test_the_shipped_clip_matches_world_pictures_to_their_own_captions():
     similarity = images([render(spec, (128, 128)) for spec in specs]) @ texts([caption(spec) for spec in specs]).T
     top1 = float(np.mean(similarity.argmax(axis=1) == np.arange(len(specs))))
     assert top1 >= 0.5, f"the shipped CLIP finds the picture's own caption for {top1:.0%} of 12 (chance 8 %)"
+
+
+def test_the_learning_rate_restarts_and_a_resumed_build_follows_the_recipe():
+    """The first cycle of a recipe with a warm restart is the schedule of a recipe that stops there (so a build
+    resumed from that recipe's last checkpoint is the build from scratch), and a resumed build takes its learning
+    rate from the recipe, not from the checkpoint's schedule."""
+    from dataclasses import replace
+
+    import torch
+
+    from charlora.models.micro.recipe import RECIPE
+    from charlora.models.micro.transformer_pretrain import Pretraining, WorldLatents
+
+    short = replace(RECIPE.transformer, steps=40, restart_at=(), warmup_steps=5)
+    long = replace(short, steps=70, restart_at=(40,))
+    data = WorldLatents({(16, 16): np.zeros((2, 1, 4), np.float16)}, {(16, 16): np.zeros(2, int)},
+                        np.zeros((2, 512, 4), np.float16), ["a", " "])
+
+    def training(recipe):
+        return Pretraining(torch.nn.Linear(4, 4), data, recipe)
+
+    first, second = training(short), training(long)
+    factors = [second._learning_rate_factor(step) for step in range(70)]
+    assert factors[:40] == [first._learning_rate_factor(step) for step in range(40)]
+    assert factors[39] == pytest.approx(0.05, abs=0.005) and factors[40] == pytest.approx(1 / 5)
+    assert max(factors[40:]) == pytest.approx(1.0) and factors[45] > factors[60] > factors[69]
+
+    for _ in range(40):  # the short recipe's run to its end, then the long recipe resumes from its state
+        first.optimizer.step()
+        first.schedule.step()
+    first.step = 40
+    second.load(first.state())
+    assert second.step == 40
+    assert second.optimizer.param_groups[0]["lr"] == pytest.approx(long.learning_rate / 5)

@@ -163,3 +163,10 @@ def test_local_paths_inside_the_project_and_hub_ids_are_fine(tmp_path):
                                             "evaluate.clip_model": "openai/clip-vit-base-patch32"})
     params = load_params(path)
     assert params.caption.model == "models/florence" and params.evaluate.clip_model == "openai/clip-vit-base-patch32"
+
+
+def test_a_float_written_in_exponent_notation_is_a_float():
+    """PyYAML reads `learning_rate: 5e-4` (no decimal point) as the string '5e-4'; it is still the number."""
+    raw = yaml.safe_load("learning_rate: 5e-4")["learning_rate"]
+    assert raw == "5e-4"
+    assert parse_params(with_value("train.learning_rate", raw)).train.learning_rate == pytest.approx(5e-4)
