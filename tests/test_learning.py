@@ -4,9 +4,10 @@ One `dvc repro` of the default pipeline (the micro model, the shipped sample, de
 fresh copy (the session's ``default_run``). What holds today: evaluation compares the LoRA with the
 base model image for image, scores the first checkpoint as the baseline, and a LoRA applied at scale 0
 gains exactly nothing. What does not hold yet is the whole of the issue's bar: the shipped micro
-transformer draws the prompt's scene but no creature in it (README: The embedded micro model), so the
-LoRA paints bramble's colours into the scene (identity up, no leakage) at the cost of prompt fit, and
-the score keeps the first checkpoint. That test is marked ``xfail(strict=True)``: it runs every time,
+transformer draws the prompt's scene and blobs of colour where large creatures stand, but already draws
+an orange creature for many prompts with the trigger word (README: What the default run shows), so the
+LoRA's identity gain stays small and costs some prompt fit, and its held-out loss stays above the base
+model's. That test is marked ``xfail(strict=True)``: it runs every time,
 and the day the model learns it fails loudly until the marker goes. The broken-run tests (captions
 shuffled, trigger word removed) come back with it: while the good run misses the bar too, a broken
 run failing it proves nothing.
@@ -54,8 +55,8 @@ def test_a_lora_at_scale_0_gains_nothing(default_run, tmp_path):
     assert default_run[1]["best_step"] in [row["step"] for row in scored]
 
 
-@pytest.mark.xfail(strict=True, reason="flux2-klein-micro draws scenes but no creatures yet: the LoRA's identity gain "
-                                      "costs prompt fit and the first checkpoint scores best (issue #13)")
+@pytest.mark.xfail(strict=True, reason="flux2-klein-micro draws scenes and colour blobs, not yet bramble's shape: the "
+                                      "LoRA's identity gain is small and costs prompt fit (issue #13)")
 def test_the_default_run_learns_the_character(default_run):
     evaluation = default_run[1]
     gain = evaluation["identity_gain"]

@@ -53,10 +53,11 @@ class TransformerRecipe:
     images: int = 18000  # world pictures encoded once for pretraining
     renders_per_caption: int = 3  # each caption drawn 3 times (sizes, scene details): 6000 captions to embed
     batch: int = 16
-    steps: int = 6500  # in all
-    # The learning rate warms up and decays (cosine) again from each of these steps (a warm restart): after the
-    # first 3500 steps the model drew the prompt's scene but no creature, and its loss was still falling.
-    restart_at: tuple[int, ...] = (3500,)
+    steps: int = 7800  # in all
+    # The learning rate warms up and decays (cosine) again from each of these steps (a warm restart): after 3500
+    # steps the model drew the prompt's scene but no creature; after 6500, blobs where large creatures stand.
+    # The loss was still falling each time.
+    restart_at: tuple[int, ...] = (3500, 6500)
     learning_rate: float = 5e-4
     warmup_steps: int = 200
     # Noise levels as mflux's FLUX.2 sampler visits them at micro sizes: its schedule is shifted by exp(mu) = 6.6
