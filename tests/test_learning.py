@@ -7,10 +7,9 @@ gains exactly nothing. What does not hold yet is the whole of the issue's bar: t
 transformer draws the prompt's scene and blobs of colour where large creatures stand, but already draws
 an orange creature for many prompts with the trigger word (README: What the default run shows), so the
 LoRA's identity gain stays small and costs some prompt fit, and its held-out loss stays above the base
-model's. That test is marked ``xfail(strict=True)``: it runs every time,
-and the day the model learns it fails loudly until the marker goes. The broken-run tests (captions
-shuffled, trigger word removed) come back with it: while the good run misses the bar too, a broken
-run failing it proves nothing.
+model's. That test is marked ``xfail(strict=True)``: it runs every time, and the day the model learns
+it fails loudly until the marker goes. The broken-run tests (captions shuffled, trigger word removed)
+come back with it: while the good run misses the bar too, a broken run failing it proves nothing.
 """
 
 from __future__ import annotations

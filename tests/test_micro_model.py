@@ -170,3 +170,7 @@ def test_the_learning_rate_restarts_and_a_resumed_build_follows_the_recipe():
     second.load(first.state())
     assert second.step == 40
     assert second.optimizer.param_groups[0]["lr"] == pytest.approx(long.learning_rate / 5)
+    faster = training(replace(long, learning_rate=2 * long.learning_rate))  # a recipe whose learning rate changed
+    faster.load(first.state())
+    faster.schedule.step()
+    assert faster.optimizer.param_groups[0]["lr"] == pytest.approx(2 * long.learning_rate * (2 / 5))

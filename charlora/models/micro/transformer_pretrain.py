@@ -150,10 +150,11 @@ class Pretraining:
         self.rng.bit_generator.state = state["rng"]
         self.generator.set_state(state["generator"])
         self.step = state["step"]
-        # The learning rate of the next step comes from the recipe's schedule, not the checkpoint: a build that
-        # resumes with a longer schedule (more steps, a restart) continues exactly as an uninterrupted one would.
-        for group, base in zip(self.optimizer.param_groups, self.schedule.base_lrs):
-            group["lr"] = base * self._learning_rate_factor(self.schedule.last_epoch)
+        # The learning rate comes from the recipe, not the checkpoint: a build that resumes with a longer schedule
+        # (more steps, a restart) continues exactly as an uninterrupted one would.
+        self.schedule.base_lrs = [self.recipe.learning_rate] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.recipe.learning_rate * self._learning_rate_factor(self.schedule.last_epoch)
 
     def train_step(self) -> float:
         import torch
