@@ -1,15 +1,15 @@
-"""The default run on the micro model: measured against the base model on the same prompts and seeds.
+"""The default run on the micro model, measured against the base model on the same prompts and seeds.
 
 One `dvc repro` of the default pipeline (the micro model, the shipped sample, default params) in a
-fresh copy (the session's ``default_run``). What holds today: evaluation compares the LoRA with the
-base model image for image, scores the first checkpoint as the baseline, and a LoRA applied at scale 0
-gains exactly nothing. What does not hold yet is the whole of the issue's bar: the shipped micro
-transformer draws the prompt's scene and blobs of colour where large creatures stand, but already draws
-an orange creature for many prompts with the trigger word (README: What the default run shows), so the
-LoRA's identity gain stays small and costs some prompt fit, and its held-out loss stays above the base
-model's. That test is marked ``xfail(strict=True)``: it runs every time, and the day the model learns
-it fails loudly until the marker goes. The broken-run tests (captions shuffled, trigger word removed)
-come back with it: while the good run misses the bar too, a broken run failing it proves nothing.
+fresh copy (the session's ``default_run``), held to the issue's bar (#13). What holds: evaluation
+compares the LoRA with the base model image for image; the LoRA keeps the base model's prompt fit; the
+best checkpoint's score beats the first's; prompt fit reads the prompts without the trigger word; and the
+same LoRA at scale 0 gains exactly nothing. What does not hold yet: an identity gain of 0.10 with
+leakage under a third of it (measured +0.09 with leakage 0.16: README, What the default run shows), and a
+held-out loss below the base model's. Those two tests are marked ``xfail(strict=True)``: they run every
+time, and the day one holds it fails loudly until its marker goes. The broken-run tests (captions shuffled,
+trigger word removed: commit 2b5e393 has them) come back with the gain: while the good run misses the gain
+threshold too, a broken run missing it proves nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +23,17 @@ from tests.conftest import clone_project, run, update_params
 
 pytestmark = pytest.mark.slow
 
-# The issue's bar (#13); today's measured figures are in the README ("What the default run shows").
+# The issue's bar (#13); the measured figures are in the README ("What the default run shows").
 MIN_IDENTITY_GAIN = 0.10
 MAX_LEAKAGE_SHARE = 1 / 3  # of the identity gain
 MIN_PROMPT_FIT_SHARE = 0.9  # of the base model's prompt fit
 MIN_HELDOUT_LOSS_DROP = 0.02  # relative: the LoRA's held-out loss at most 98 % of the base model's
+
+
+def learned(evaluation: dict) -> bool:
+    """The gain threshold: the character appears with the trigger word, and much less without it."""
+    gain = evaluation["identity_gain"]
+    return gain >= MIN_IDENTITY_GAIN and evaluation["leakage"] <= MAX_LEAKAGE_SHARE * gain
 
 
 def test_the_default_run_is_measured_against_the_base_model(default_run):
@@ -42,6 +48,47 @@ def test_the_default_run_is_measured_against_the_base_model(default_run):
     assert (project / "models/samples/comparison.png").is_file()
 
 
+def test_the_lora_keeps_prompt_fit_and_the_best_checkpoint_beats_the_first(default_run):
+    evaluation = default_run[1]
+    assert evaluation["prompt_fit"] >= MIN_PROMPT_FIT_SHARE * evaluation["base_prompt_fit"], evaluation
+    first = next(row for row in evaluation["checkpoints"] if "score" in row)
+    assert evaluation["best_score"] > first["score"], evaluation["checkpoints"]
+
+
+@pytest.mark.xfail(strict=True, reason="identity gain +0.09 with leakage 0.16 at the best checkpoint: the LoRA paints "
+                                      "bramble's colours with and without the trigger word (issue #13)")
+def test_the_default_run_learns_the_character(default_run):
+    assert learned(default_run[1]), default_run[1]
+
+
+@pytest.mark.xfail(strict=True, reason="the LoRA's held-out loss on the one held-out picture stays above the base "
+                                      "model's (issue #13; README: What the default run shows)")
+def test_the_default_run_lowers_the_held_out_loss(default_run):
+    evaluation = default_run[1]
+    assert evaluation["best_val_loss"] <= (1 - MIN_HELDOUT_LOSS_DROP) * evaluation["base_val_loss"], evaluation
+
+
+def test_prompt_fit_reads_each_prompt_without_its_trigger_word(default_run):
+    """The best checkpoint's saved pictures, embedded again: prompt fit is their similarity to the prompts with
+    the trigger word left out (CLIP never learned it), and leaving it out does change the figure."""
+    from charlora.evaluate.clip_metrics import ClipScorer, open_rgb, prompt_fit
+    from charlora.evaluate.prompts import load_prompts
+    from charlora.params import load_params
+
+    project, evaluation, _ = default_run
+    params = load_params(project / "params.yaml")
+    prompts = load_prompts(project / "validation/micro_prompts.json", params.character.trigger, None)
+    step_dir = project / f"models/samples/step{evaluation['best_step']:06d}"
+    shown = [p for p in prompts if (step_dir / f"{p.id}.png").is_file()]
+    clip = ClipScorer(str(project / "models/base/clip-micro"))
+    pictures = clip.images([open_rgb(step_dir / f"{p.id}.png") for p in shown])
+    without_trigger = prompt_fit(pictures, clip.texts([p.without_trigger for p in shown]))
+    with_trigger = prompt_fit(pictures, clip.texts([p.text for p in shown]))
+    assert len(shown) >= 2
+    assert evaluation["prompt_fit"] == pytest.approx(without_trigger, abs=1e-4)
+    assert abs(without_trigger - with_trigger) > 0.01, (without_trigger, with_trigger)
+
+
 def test_a_lora_at_scale_0_gains_nothing(default_run, tmp_path):
     """The same checkpoints at scale 0: every picture is the base model's, so identity gain and leakage vanish."""
     project = clone_project(default_run[0], tmp_path / "project")
@@ -52,16 +99,4 @@ def test_a_lora_at_scale_0_gains_nothing(default_run, tmp_path):
     assert all(row["latent_shift"] == pytest.approx(0, abs=1e-6) for row in scored), scored
     assert all(abs(row["identity_gain"]) < 1e-4 and row["leakage"] == pytest.approx(0, abs=1e-4) for row in scored)
     assert default_run[1]["best_step"] in [row["step"] for row in scored]
-
-
-@pytest.mark.xfail(strict=True, reason="flux2-klein-micro draws scenes and colour blobs, not yet bramble's shape: the "
-                                      "LoRA's identity gain is small and costs prompt fit (issue #13)")
-def test_the_default_run_learns_the_character(default_run):
-    evaluation = default_run[1]
-    gain = evaluation["identity_gain"]
-    assert gain >= MIN_IDENTITY_GAIN, evaluation
-    assert evaluation["leakage"] <= MAX_LEAKAGE_SHARE * gain, evaluation
-    assert evaluation["prompt_fit"] >= MIN_PROMPT_FIT_SHARE * evaluation["base_prompt_fit"], evaluation
-    assert evaluation["best_val_loss"] <= (1 - MIN_HELDOUT_LOSS_DROP) * evaluation["base_val_loss"], evaluation
-    first = next(row for row in evaluation["checkpoints"] if "score" in row)
-    assert evaluation["best_score"] > first["score"], evaluation["checkpoints"]
+    assert not learned(evaluation), evaluation

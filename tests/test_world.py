@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -18,7 +19,7 @@ from PIL import Image
 
 from charlora.world import (ACCESSORIES, ACCESSORY_COLOURS, BODIES, BRAMBLE, COLOURS, MARKS, POSES, POSITIONS, SCENES,
                             SIZES, SPECIES, Creature, Spec, bramble_traits, caption, creature_caption, iter_specs,
-                            render, sample_specs, scene_caption, vocabulary, words)
+                            lookalike, render, sample_specs, scene_caption, vocabulary, words)
 from charlora.world.palette import ACCESSORY_RGB, BODY_RGB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,3 +249,19 @@ def test_tiny_wave_is_a_small_figure_in_a_corner():
     body = np.argwhere(np.abs(pixels(image) - np.array(BODY_RGB["orange"])).max(axis=-1) <= 30)
     (top, left), (bottom, right) = body.min(axis=0), body.max(axis=0)
     assert right < image.width * 0.5 and top > image.height * 0.5  # lower-left quarter
+
+
+def test_a_lookalike_differs_in_one_trait_and_keeps_the_world_rules():
+    rng = random.Random(5)
+    changed = set()
+    for spec in sample_specs(300, seed=8):
+        other = lookalike(spec.creature, rng)
+        differing = {name for name in ("body", "species", "colour", "accessory", "mark")
+                     if getattr(other, name) != getattr(spec.creature, name)}
+        if not differing:  # the same accessory in another colour
+            assert other.accessory_colour != spec.creature.accessory_colour
+            differing = {"accessory"}
+        assert len(differing) == 1, (spec.creature, other)
+        assert bramble_traits(other) <= 2 and other.colour != other.accessory_colour
+        changed |= differing
+    assert changed == {"body", "species", "colour", "accessory", "mark"}

@@ -92,7 +92,10 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
     base_with = generate_with(base_model, [(p.id, p.text) for p in prompts], "base")
     base_without = generate_with(base_model, [(p.id, p.without_trigger) for p in controls], "base, no trigger")
     del base_model
-    prompt_texts = clip.texts([p.text for p in prompts])
+    # Prompt fit reads each prompt without its trigger word: CLIP never learned the trigger (openai's CLIP
+    # neither), so with it the text embedding moves by an arbitrary amount, and a picture that does show the
+    # character scores lower than one that does not. What CLIP can read is the rest: the scene and the pose.
+    prompt_texts = clip.texts([p.without_trigger for p in prompts])
     base_embeddings = clip.images([s.image for s in base_with])
     base_identity = identity(base_embeddings, reference)
     base_prompt_fit = prompt_fit(base_embeddings, prompt_texts)

@@ -22,6 +22,7 @@ Public API::
     creature_caption(creature)                  # "a tall blue cat with a red hat"
     vocabulary()                                # every word a caption can contain
     BRAMBLE, bramble_traits(spec_or_creature)   # the sample character and the exclusion rule
+    lookalike(creature, rng)                    # the creature with one trait changed (a hard negative)
 
 The same spec and size give the same pixels on every run (seeded ``random.Random`` only, no
 fonts, no clock), drawn at 2-4x and reduced with LANCZOS. Only Pillow, numpy and the standard
@@ -32,10 +33,10 @@ from charlora.world.attributes import (ACCESSORIES, ACCESSORY_COLOURS, BODIES, B
                                        SCENES, SIZES, SPECIES, Creature, Spec, bramble_traits)
 from charlora.world.captions import caption, creature_caption, scene_caption, vocabulary, words
 from charlora.world.render import render
-from charlora.world.sampling import iter_specs, sample_creature, sample_specs
+from charlora.world.sampling import iter_specs, lookalike, sample_creature, sample_specs
 
 __all__ = [
     "ACCESSORIES", "ACCESSORY_COLOURS", "BODIES", "BRAMBLE", "COLOURS", "MARKS", "POSES", "POSITIONS", "SCENES", "SIZES",
-    "SPECIES", "Creature", "Spec", "bramble_traits", "caption", "creature_caption", "iter_specs", "render",
+    "SPECIES", "Creature", "Spec", "bramble_traits", "caption", "creature_caption", "iter_specs", "lookalike", "render",
     "sample_creature", "sample_specs", "scene_caption", "vocabulary", "words",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 from itertools import islice
 
 from charlora.world.attributes import (ACCESSORIES, ACCESSORY_COLOURS, BODIES, COLOURS, MARKS, POSES, POSITIONS, SCENES,
@@ -31,6 +32,27 @@ def sample_creature(rng: random.Random) -> Creature:
                             accessory_colour=accessory_colour, mark=rng.choice(MARKS))
         if bramble_traits(creature) <= MAX_BRAMBLE_TRAITS:
             return creature
+
+
+LOOKALIKE_TRAITS = ("body", "species", "colour", "accessory", "mark")
+"""The creature traits :func:`lookalike` changes, one at a time."""
+
+
+def lookalike(creature: Creature, rng: random.Random) -> Creature:
+    """``creature`` with one trait changed: a hard negative for the micro CLIP, which otherwise
+    tells creatures apart by colour alone. The result passes the same rules as :func:`sample_creature`."""
+    while True:
+        trait = rng.choice(LOOKALIKE_TRAITS)
+        if trait == "accessory":
+            accessory = rng.choice(ACCESSORIES)
+            accessory_colour = None if accessory == "none" else rng.choice(
+                [c for c in ACCESSORY_COLOURS if c != creature.colour])
+            other = replace(creature, accessory=accessory, accessory_colour=accessory_colour)
+        else:
+            values = {"body": BODIES, "species": SPECIES, "colour": COLOURS, "mark": MARKS}[trait]
+            other = replace(creature, **{trait: rng.choice([v for v in values if v != getattr(creature, trait)])})
+        if other != creature and other.colour != other.accessory_colour and bramble_traits(other) <= MAX_BRAMBLE_TRAITS:
+            return other
 
 
 def iter_specs(seed: int) -> Iterator[Spec]:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
 from charlora.models.micro.recipe import ClipRecipe
 from charlora.models.micro.text import EXTRA_WORDS
 from charlora.models.tokenizers import clip_tokenizer
-from charlora.world import caption, iter_specs, render, vocabulary
+from charlora.world import caption, iter_specs, lookalike, render, vocabulary
 
 SIZES = ((128, 128), (128, 96), (96, 128), (128, 80), (80, 128))
 
@@ -40,14 +41,24 @@ def build_clip(recipe: ClipRecipe):
     return model, CLIPProcessor(image_processor=images, tokenizer=tokenizer)
 
 
-def batches(seed: int, batch: int):
-    """Endless (pictures, captions) batches of world pictures at mixed sizes."""
+def batches(seed: int, batch: int, lookalikes: int):
+    """Endless (pictures, captions) batches of world pictures at mixed sizes, in groups of ``lookalikes``: a world
+    picture and copies of it whose creature differs in one trait. Random pictures differ in colour and scene, which
+    is all a contrastive CLIP needs to match them; the look-alikes make it see species, accessory, mark and body."""
     import random
 
     rng = random.Random(seed)
     specs = iter_specs(seed)
     while True:
-        chosen = [next(specs) for _ in range(batch)]
+        chosen = []
+        while len(chosen) < batch:
+            group = [next(specs)]
+            while len(group) < lookalikes:
+                other = replace(group[0], creature=lookalike(group[0].creature, rng))
+                if other not in group:
+                    group.append(other)
+            chosen += group
+        chosen = chosen[:batch]
         yield [render(spec, SIZES[rng.randrange(len(SIZES))]) for spec in chosen], [caption(spec) for spec in chosen]
 
 
@@ -57,7 +68,7 @@ def train_clip(model, processor, recipe: ClipRecipe, report: Callable[[str], Non
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.05)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * step / recipe.steps))))
-    data = batches(recipe.seed, recipe.batch)
+    data = batches(recipe.seed, recipe.batch, recipe.lookalikes)
     model.train()
     started, losses = time.perf_counter(), []
     for step in range(1, recipe.steps + 1):

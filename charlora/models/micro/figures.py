@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from charlora.evaluate.clip_metrics import ClipScorer
+from charlora.progress import silenced
 from charlora.world import COLOURS, SCENES, SPECIES, caption, render, sample_specs
 from charlora.world.captions import SCENE_PHRASES
 
@@ -88,9 +89,12 @@ def measure(recipe, model_dir: Path, clip_dir: Path, torch_vae, report: Callable
     sampling = {"steps": 20, "guidance": 4.0, "width": 128, "height": 128}
 
     def generate(prompt: str, index: int):
-        return model.generate_image(seed=index, prompt=prompt, num_inference_steps=sampling["steps"],
-                                    width=sampling["width"], height=sampling["height"], guidance=sampling["guidance"]).image
+        with silenced():  # mflux's bar per picture, 48 times over
+            return model.generate_image(seed=index, prompt=prompt, num_inference_steps=sampling["steps"],
+                                        width=sampling["width"], height=sampling["height"],
+                                        guidance=sampling["guidance"]).image
 
+    report(f"transformer: drawing {min(48, recipe.heldout_images)} held-out captions ({sampling['steps']} steps each)")
     fit = prompt_fit_figures(generate, clip_dir, recipe.heldout_seed, min(48, recipe.heldout_images), sheet)
     report(f"transformer: prompt fit {fit['generated']} (world pictures: {fit['world']}, chance {fit['chance']})")
     return {"vae_psnr_db": round(vae_mflux, 2), "vae_psnr_db_torch_float32": round(vae_torch, 2), "sampling": sampling,

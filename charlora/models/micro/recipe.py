@@ -75,12 +75,13 @@ class ClipRecipe:
     hidden_size: int = 64
     layers: int = 3
     heads: int = 4
-    image_size: int = 64
+    image_size: int = 96  # a fox's ears, a scarf's colour: 64 px kept little but the body colour
     patch_size: int = 8
     projection_dim: int = 64
     vocab_size: int = 512
     batch: int = 96
-    steps: int = 700
+    lookalikes: int = 4  # pictures per group in a batch: a world picture and copies with one creature trait changed
+    steps: int = 3000
     learning_rate: float = 1e-3
     seed: int = 4
 
