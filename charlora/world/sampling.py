@@ -25,13 +25,21 @@ def sample_creature(rng: random.Random) -> Creature:
     while True:
         accessory = rng.choice(ACCESSORIES)
         colour = rng.choice(COLOURS)
-        accessory_colour = None
-        if accessory != "none":
-            accessory_colour = rng.choice([c for c in ACCESSORY_COLOURS if c != colour])
+        accessory_colour = _accessory_colour(rng, accessory, colour)  # drawn before the body: the seeds' sequence
         creature = Creature(body=rng.choice(BODIES), species=rng.choice(SPECIES), colour=colour, accessory=accessory,
                             accessory_colour=accessory_colour, mark=rng.choice(MARKS))
-        if bramble_traits(creature) <= MAX_BRAMBLE_TRAITS:
+        if _allowed(creature):
             return creature
+
+
+def _accessory_colour(rng: random.Random, accessory: str, body_colour: str) -> str | None:
+    """An accessory's colour, never the body's (it would vanish); None without an accessory."""
+    return None if accessory == "none" else rng.choice([c for c in ACCESSORY_COLOURS if c != body_colour])
+
+
+def _allowed(creature: Creature) -> bool:
+    """The world's rules: fewer than 3 of bramble's traits, and an accessory that shows against the body."""
+    return creature.colour != creature.accessory_colour and bramble_traits(creature) <= MAX_BRAMBLE_TRAITS
 
 
 LOOKALIKE_TRAITS = ("body", "species", "colour", "accessory", "mark")
@@ -45,13 +53,12 @@ def lookalike(creature: Creature, rng: random.Random) -> Creature:
         trait = rng.choice(LOOKALIKE_TRAITS)
         if trait == "accessory":
             accessory = rng.choice(ACCESSORIES)
-            accessory_colour = None if accessory == "none" else rng.choice(
-                [c for c in ACCESSORY_COLOURS if c != creature.colour])
-            other = replace(creature, accessory=accessory, accessory_colour=accessory_colour)
+            other = replace(creature, accessory=accessory,
+                            accessory_colour=_accessory_colour(rng, accessory, creature.colour))
         else:
             values = {"body": BODIES, "species": SPECIES, "colour": COLOURS, "mark": MARKS}[trait]
             other = replace(creature, **{trait: rng.choice([v for v in values if v != getattr(creature, trait)])})
-        if other != creature and other.colour != other.accessory_colour and bramble_traits(other) <= MAX_BRAMBLE_TRAITS:
+        if other != creature and _allowed(other):
             return other
 
 
