@@ -10,7 +10,7 @@ import pytest
 from charlora.errors import PipelineError
 from charlora.evaluate.clip_metrics import diversity, identity, prompt_fit, score
 from charlora.evaluate.heldout import ValidationLoss, spread_timesteps
-from charlora.evaluate.run import pick_best, shortlist
+from charlora.evaluate.run import pick_best, shortlist, trigger_binding
 from charlora.evaluate.settings import resolve_sampling
 from charlora.evaluate.sheets import contact_sheet
 from charlora.lora.extract import adapter_from_checkpoint
@@ -81,6 +81,26 @@ def test_validation_loss_is_deterministic_and_sees_the_lora(trained, tmp_path):
     assert with_lora != base, "the LoRA must change the held-out loss"
     other_noise = ValidationLoss(config, params.tiny_model, replace(params.evaluate, noise_seed=7))
     assert other_noise.score(pairs, None) != base
+
+
+@pytest.mark.slow
+def test_trigger_binding_compares_the_same_pictures_and_noise_under_two_captions(trained, tmp_path):
+    """The held-out sets with and without the trigger word differ by their captions alone."""
+    params, root, _ = trained
+    config = json.loads((root / "training" / "config.json").read_text())
+    picture = make_train_dir(tmp_path / "heldout", count=1) / "char_001.png"
+    adapter = tmp_path / "final.safetensors"
+    adapter.write_bytes(adapter_from_checkpoint(good_checkpoints(root / "training" / RUN_SUBDIR)[-1]))
+    sets = {"with": [(picture, "brmbl, test picture 0")], "without": [(picture, "test picture 0")],
+            "again": [(picture, "brmbl, test picture 0")]}
+
+    scorer = ValidationLoss(config, params.tiny_model, params.evaluate)
+    base, lora = scorer.score_sets(sets, None), scorer.score_sets(sets, adapter)
+    assert base["again"] == base["with"] and lora["again"] == lora["with"], "same picture and caption: same noise, same loss"
+    assert base["without"] != base["with"], "the trigger word is part of the conditioning"
+    assert ValidationLoss(config, params.tiny_model, params.evaluate).score(sets["with"], adapter) == lora["with"]
+    assert trigger_binding(base, base) == 0
+    assert trigger_binding(lora, base) != 0, "a trained LoRA changes how much the trigger word tells the model"
 
 
 @pytest.mark.slow

@@ -45,6 +45,8 @@ def test_the_default_run_is_measured_against_the_base_model(default_run):
     scored = [row for row in rows if "score" in row]
     assert scored[0]["step"] == rows[0]["step"], "the first checkpoint is always scored: the baseline"
     assert len(scored) >= 2 and all(row["latent_shift"] > 0 for row in scored), "the LoRA changes the pictures"
+    best = next(row for row in rows if row["step"] == evaluation["best_step"])
+    assert evaluation["trigger_binding"] == best["trigger_binding"], "the trigger word's part, for every checkpoint"
     assert (project / "models/samples/comparison.png").is_file()
 
 
@@ -56,7 +58,8 @@ def test_the_lora_keeps_prompt_fit_and_the_best_checkpoint_beats_the_first(defau
 
 
 @pytest.mark.xfail(strict=True, reason="identity gain +0.09 with leakage 0.16 at the best checkpoint: the LoRA paints "
-                                      "bramble's colours with and without the trigger word (issue #13)")
+                                      "bramble's colours with and without the trigger word (trigger binding -0.05; "
+                                      "README: Why the LoRA does not keep to the trigger word; issue #13)")
 def test_the_default_run_learns_the_character(default_run):
     assert learned(default_run[1]), default_run[1]
 

@@ -56,7 +56,7 @@ class ValidationLoss:
         self.params = params
         loop = training_config["training_loop"]
         self.timesteps = spread_timesteps(int(loop["timestep_low"]), int(loop["timestep_high"]), params.num_timesteps)
-        self.items: list[HeldoutItem] | None = None
+        self.items: dict[str, list[HeldoutItem]] = {}  # encoded pictures per named set of pairs
 
     def _adapter(self, lora: Path | None) -> tuple[Any, Any]:
         from mflux.models.flux2.training_adapter.flux2_training_adapter import Flux2TrainingAdapter
@@ -83,17 +83,29 @@ class ValidationLoss:
 
     def score(self, pairs: list[tuple[Path, str]], lora: Path | None) -> float:
         """Mean held-out loss with ``lora`` (None: the base model alone)."""
+        return self.score_sets({"pairs": pairs}, lora)["pairs"]
+
+    def score_sets(self, sets: dict[str, list[tuple[Path, str]]], lora: Path | None) -> dict[str, float]:
+        """Mean held-out loss of each named set of pairs with ``lora``, from one load of the model.
+
+        A set's pictures are encoded on its first call. Item ``i`` of every set gets the same noise, so
+        two sets of the same pictures under other captions differ by the captions alone.
+        """
+        with silenced():
+            adapter, config_of_model = self._adapter(lora)
+            for name, pairs in sets.items():
+                if name not in self.items:
+                    # The LoRA only touches the transformer: latents and prompt embeddings are encoded once.
+                    self.items[name] = self._encode(adapter, pairs)
+        return {name: self._mean_loss(adapter, config_of_model, self.items[name]) for name in sets}
+
+    def _mean_loss(self, adapter: Any, config_of_model: Any, items: list[HeldoutItem]) -> float:
         import mlx.core as mx
         from mflux.models.common.config.config import Config
         from mflux.models.common.latent_creator.latent_creator import LatentCreator
 
-        with silenced():
-            adapter, config_of_model = self._adapter(lora)
-            if self.items is None:
-                # The LoRA only touches the transformer: latents and prompt embeddings are encoded once.
-                self.items = self._encode(adapter, pairs)
         losses = []
-        for i, item in enumerate(self.items):
+        for i, item in enumerate(items):
             config = Config(model_config=config_of_model, num_inference_steps=int(self.training_config["steps"]),
                             width=item.width, height=item.height, guidance=float(self.training_config["guidance"]),
                             scheduler="flow_match_euler_discrete")

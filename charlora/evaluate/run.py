@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from charlora.data.prior import is_prior
+from charlora.data.prior import is_prior, without_trigger
 from charlora.errors import PipelineError
 from charlora.evaluate.clip_metrics import ClipScorer, diversity, identity, open_rgb, prompt_fit, score
 from charlora.evaluate.heldout import ValidationLoss, heldout_pairs
@@ -47,6 +47,16 @@ def pick_best(rows: list[dict]) -> int:
     return min(rows, key=lambda row: (row["val_loss"], row["step"]))["step"]
 
 
+def trigger_binding(loss: dict[str, float], base: dict[str, float]) -> float:
+    """How much more the trigger word lowers the held-out loss with the LoRA than without it.
+
+    ``loss`` and ``base`` are held-out losses ``{"with": ..., "without": ...}`` (captions with and without the
+    trigger word) with the LoRA and of the base model. Positive: the LoRA ties the character to the trigger
+    word. Near 0: it draws the same with or without the word, and will show the character uninvited.
+    """
+    return (loss["without"] - loss["with"]) - (base["without"] - base["with"])
+
+
 def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict], heldout_dir: Path, train_dir: Path,
                    samples_dir: Path, best_file: Path) -> dict:
     """Score every checkpoint (held-out loss), then generate and score images for the shortlist.
@@ -60,17 +70,27 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
     steps, guidance, resolution = sampling.steps, sampling.guidance, sampling.resolution
     pairs = heldout_pairs(heldout_dir)
 
+    # The same pictures without the trigger word in their captions: how much the trigger word tells the model.
+    heldout_sets = {"with": pairs, "without": [(image, without_trigger(text, params.character.trigger))
+                                               for image, text in pairs]}
+
     scorer = ValidationLoss(training_config, params.tiny_model, evaluate)
     held = Progress("evaluate", len(checkpoints), "held-out loss, checkpoint", "checkpoint")
-    held.say(f"held-out loss on {len(pairs)} image(s) at timesteps {scorer.timesteps}")
+    held.say(f"held-out loss on {len(pairs)} image(s) at timesteps {scorer.timesteps}, with and without the trigger word")
     with held.warmup(f"base model without LoRA (loading it, encoding {len(pairs)} held-out image(s))"):
-        base_loss = scorer.score(pairs, None)
+        base = scorer.score_sets(heldout_sets, None)
+    base_loss = base["with"]
     held.say(f"base model (no LoRA): {base_loss:.5f}")
     held.start()
     losses: dict[int, float] = {}
+    bindings: dict[int, float] = {}
     for entry in checkpoints:
-        losses[entry["step"]] = loss = scorer.score(pairs, Path(entry["file"]))
-        held.advance(f"step {entry['step']}: {loss:.5f} ({loss - base_loss:+.5f} vs base)")
+        step = entry["step"]
+        loss = scorer.score_sets(heldout_sets, Path(entry["file"]))
+        losses[step] = loss["with"]
+        bindings[step] = trigger_binding(loss, base)
+        held.advance(f"step {step}: {loss['with']:.5f} ({loss['with'] - base_loss:+.5f} vs base), "
+                     f"trigger binding {bindings[step]:+.5f}")
 
     prompts = load_prompts(Path(sampling.prompts_file), params.character.trigger, sampling.max_prompts)
     controls = prompts[: evaluate.control_prompts]
@@ -135,7 +155,7 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
                    f"model), prompt fit {metrics['prompt_fit']:.4f} (base {base_prompt_fit:.4f}), leakage "
                    f"{metrics['leakage']:.4f}, diversity {metrics['diversity']:.4f}, score {metrics['score']:.4f}")
 
-    table = [{"step": e["step"], "val_loss": round(losses[e["step"]], 6),
+    table = [{"step": e["step"], "val_loss": round(losses[e["step"]], 6), "trigger_binding": round(bindings[e["step"]], 6),
               **{k: round(v, 6) for k, v in results.get(e["step"], {}).items() if k != "samples"}} for e in checkpoints]
     best_step = pick_best(table)
     best = results[best_step]
@@ -151,6 +171,7 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         "base_identity": round(base_identity, 6),
         "base_prompt_fit": round(base_prompt_fit, 6),
         "best_val_loss": round(losses[best_step], 6),
+        "trigger_binding": round(bindings[best_step], 6),
         "base_val_loss": round(base_loss, 6),
         "final_val_loss": round(losses[checkpoints[-1]["step"]], 6),
         "selection": "held-out loss shortlists evaluate.image_checkpoints checkpoints (and the first); the highest score wins",
