@@ -46,7 +46,7 @@ def test_the_default_run_is_measured_against_the_base_model(default_run):
     assert scored[0]["step"] == rows[0]["step"], "the first checkpoint is always scored: the baseline"
     assert len(scored) >= 2 and all(row["latent_shift"] > 0 for row in scored), "the LoRA changes the pictures"
     best = next(row for row in rows if row["step"] == evaluation["best_step"])
-    assert evaluation["trigger_binding"] == best["trigger_binding"], "the trigger word's part, for every checkpoint"
+    assert evaluation["trigger_binding"] == best["trigger_binding"], "eval.json's trigger_binding is the best checkpoint's"
     assert (project / "models/samples/comparison.png").is_file()
 
 
