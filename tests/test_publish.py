@@ -132,7 +132,7 @@ def test_make_publish_round_trip_then_rerun_sends_nothing_new(project, services)
     assert header["base_model"] == "black-forest-labs/FLUX.2-klein-base-4B" and header["instance_prompt"] == "brmbl"
     assert header["license"] == "apache-2.0" and "lora" in header["tags"]
     assert header["widget"] and all(w["output"]["url"] in repo.files and w["text"].startswith("brmbl") for w in header["widget"])
-    assert "mflux-generate-flux2" in card and "| identity |" in card and sha in card
+    assert "mflux-generate-flux2" in card and "| identity |" in card and "| trigger_binding |" in card and sha in card
     for fmt in ("diffusers", "comfyui", "kohya"):
         assert repo.files[f"bramble.{fmt}.safetensors"] == export_file(project, fmt)
     assert 'weight_name="bramble.diffusers.safetensors"' in card and "LoraLoaderModelOnly" in card and AIR_V1 in card

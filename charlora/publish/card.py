@@ -12,7 +12,8 @@ from charlora.params import Params
 from charlora.publish.release import Release, air_for, runware_file
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md.j2"
-METRICS = ("best_step", "best_score", "identity", "prompt_fit", "leakage", "diversity", "best_val_loss", "base_val_loss")
+METRICS = ("best_step", "best_score", "identity", "identity_gain", "prompt_fit", "leakage", "diversity", "best_val_loss",
+           "base_val_loss", "trigger_binding")
 
 
 def model_card(params: Params, release: Release, repo_id: str, version: int) -> str:
