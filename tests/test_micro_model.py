@@ -208,3 +208,22 @@ def test_the_learning_rate_restarts_and_a_resumed_build_follows_the_recipe():
     faster.load(first.state())
     faster.schedule.step()
     assert faster.optimizer.param_groups[0]["lr"] == pytest.approx(2 * long.learning_rate * (2 / 5))
+
+
+def test_the_creature_share_of_each_token_follows_where_the_creature_stands():
+    """The focus phase's token weights: the creature's share of each 16 px token, in the transformer's token order."""
+    from dataclasses import replace
+
+    from charlora.models.micro.world_data import creature_share
+    from charlora.world import sample_specs
+
+    spec = replace(sample_specs(1, seed=7)[0], size="large")
+    columns = {}
+    for position in ("left", "centre", "right"):
+        shares = creature_share(replace(spec, position=position), (128, 80))
+        assert shares.shape == (5 * 8,) and 0 <= shares.min() and shares.max() <= 1 and shares.max() > 0.5
+        grid = shares.reshape(5, 8)  # rows of tokens, as mflux packs them (row-major)
+        columns[position] = float((grid.sum(axis=0) * np.arange(8)).sum() / grid.sum())
+    assert columns["left"] < columns["centre"] < columns["right"]
+    small = creature_share(replace(spec, size="small"), (128, 80))
+    assert small.sum() < creature_share(spec, (128, 80)).sum()

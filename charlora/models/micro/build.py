@@ -6,6 +6,7 @@ is there:
 - ``text``: the tokenizer and the seeded random Qwen3 text encoder;
 - ``vae``: the VAE (encoder and decoder) on world pictures, then its latent statistics: the latent space is fixed;
 - ``transformer``: the world encoded once (latents, prompt embeddings), then the transformer's pretraining;
+- ``focus``: the transformer's second pretraining, with the creature's tokens weighted more (recipe ``focus``);
 - ``decoder``: the decoder alone for the frozen encoder (independent of ``transformer``: either order, or at once);
 - ``clip``: the micro CLIP;
 - ``ship``: the shipped folders in float16, the figures measured through mflux, the manifests.
@@ -23,13 +24,14 @@ from pathlib import Path
 
 from charlora.models.micro.recipe import MICRO, MICRO_CLIP, Recipe
 
-PHASES = ("text", "vae", "transformer", "decoder", "clip", "ship")
+PHASES = ("text", "vae", "transformer", "focus", "decoder", "clip", "ship")
 
 
 def quick(recipe: Recipe) -> Recipe:
     """A minutes-long version of the recipe: the same code path, for tests (the weights are not good)."""
     return replace(recipe, vae=replace(recipe.vae, steps=8, decoder_steps=4, batch=4, stats_images=8),
                    transformer=replace(recipe.transformer, steps=6, restart_at=(3,), images=24, warmup_steps=2, batch=4),
+                   focus=replace(recipe.focus, steps=4, images=24, warmup_steps=2),
                    clip=replace(recipe.clip, steps=4, batch=8), heldout_images=4)
 
 
@@ -115,6 +117,38 @@ class Build:
         training.run(self.report, checkpoint)
         training.ema.save_pretrained(self.path("transformer"))
 
+    def focus(self) -> None:
+        """The focus pretraining (:class:`~charlora.models.micro.recipe.FocusRecipe`), from the float16-rounded weights."""
+        import torch
+        from diffusers import Flux2Transformer2DModel
+
+        from charlora.models.micro import transformer_pretrain
+
+        focus = self.recipe.focus
+        if not focus.steps or self._done("transformer_focus"):
+            return
+        # The first pretraining as it ships (float16), so that the shipped weights can continue here.
+        data_path = self.path("focus_latents.pt")
+        if data_path.is_file():
+            data = torch.load(data_path, weights_only=False)
+        else:
+            tokenizer, text_encoder = self._text()
+            data = transformer_pretrain.encode_world(_rounded(self._vae("vae_joint")), tokenizer,
+                                                     _rounded(text_encoder), focus.images, focus.renders_per_caption,
+                                                     focus.world_seed, self.report, creature_shares=True)
+            torch.save(data, data_path)
+        recipe = replace(self.recipe.transformer, steps=focus.steps, restart_at=(), learning_rate=focus.learning_rate,
+                         warmup_steps=focus.warmup_steps, ema_decay=focus.ema_decay,
+                         creature_loss_weight=focus.creature_loss_weight, seed=focus.seed)
+        start = _rounded(Flux2Transformer2DModel.from_pretrained(self.path("transformer")))
+        training = transformer_pretrain.Pretraining(start.train(), data, recipe)
+        resume, checkpoint = self._checkpointed("transformer_focus")
+        if resume:
+            training.load(resume)
+            self.report(f"focus: resuming at step {training.step}")
+        training.run(self.report, checkpoint)
+        training.ema.save_pretrained(self.path("transformer_focus"))
+
     def decoder(self) -> None:
         from charlora.models.micro import vae_pretrain
 
@@ -143,8 +177,9 @@ class Build:
         model_dir, clip_dir = out_dir / MICRO, out_dir / MICRO_CLIP
         for target in (model_dir, clip_dir):
             shutil.rmtree(target, ignore_errors=True)
+        transformer = "transformer_focus" if self.recipe.focus.steps else "transformer"
         for part, source in (("text_encoder", "text_encoder"), ("tokenizer", "tokenizer"), ("vae", "vae"),
-                             ("transformer", "transformer")):
+                             ("transformer", transformer)):
             shutil.copytree(self.path(source), model_dir / part)
         shutil.copytree(self.path(MICRO_CLIP), clip_dir)
         for folder in (model_dir, clip_dir):
@@ -153,6 +188,11 @@ class Build:
         versions = _versions()
         shipped.write_manifest(clip_dir, {"clip": self.recipe.as_dict()["clip"]}, {"clip": figures["clip"]}, versions)
         return shipped.write_manifest(model_dir, self.recipe.as_dict(), figures, versions)
+
+
+def _rounded(module):
+    """``module`` with its weights rounded to float16 and back to float32: exactly what loading the shipped files gives."""
+    return module.half().float()
 
 
 def _versions() -> dict[str, str]:

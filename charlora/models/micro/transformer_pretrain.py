@@ -23,7 +23,8 @@ import numpy as np
 from charlora.models.micro.recipe import TransformerRecipe
 from charlora.models.micro.text import MAX_SEQUENCE_LENGTH, NEGATIVE_PROMPT, embed_prompts
 from charlora.models.micro.vae_pretrain import patchify
-from charlora.models.micro.world_data import world_items
+from charlora.models.micro.world_data import creature_share, to_tensor, world_drawings
+from charlora.world import render
 
 
 @dataclass
@@ -34,6 +35,8 @@ class WorldLatents:
     caption_rows: dict[tuple[int, int], np.ndarray]  # (width, height) -> (n,) rows of `embeddings`
     embeddings: np.ndarray  # (captions + 1, 512, joint_dim) float16; the last row is the unconditional prompt
     captions: list[str]
+    # (width, height) -> (n, tokens) float16: the creature's share of each image token (the focus phase's weights)
+    creature_shares: dict[tuple[int, int], np.ndarray] | None = None
 
 
 def pack(vae, pictures) -> np.ndarray:
@@ -49,29 +52,34 @@ def pack(vae, pictures) -> np.ndarray:
 
 
 def encode_world(vae, tokenizer, text_encoder, count: int, renders: int, seed: int,
-                 report: Callable[[str], None]) -> WorldLatents:
-    """``count`` world pictures (``renders`` per caption) as latents, and their captions' embeddings."""
+                 report: Callable[[str], None], creature_shares: bool = False) -> WorldLatents:
+    """``count`` world pictures (``renders`` per caption) as latents, and their captions' embeddings.
+
+    With ``creature_shares``, also each image token's share of creature (:func:`creature_share`).
+    """
     import torch
 
     by_size: dict[tuple[int, int], list] = {}
     captions: list[str] = []
-    items = world_items(seed, renders)
+    drawings = world_drawings(seed, renders)
     for _ in range(count):
-        picture, text, size = next(items)
+        spec, text, size = next(drawings)
         if not captions or captions[-1] != text:
             captions.append(text)
-        by_size.setdefault(size, []).append((picture, len(captions) - 1))
-    latents, rows = {}, {}
+        by_size.setdefault(size, []).append((spec, len(captions) - 1))
+    latents, rows, shares = {}, {}, {}
     for size, entries in sorted(by_size.items()):
-        chunks = [pack(vae, torch.from_numpy(np.stack([p for p, _ in entries[i : i + 64]])))
+        chunks = [pack(vae, torch.from_numpy(np.stack([to_tensor(render(spec, size)) for spec, _ in entries[i : i + 64]])))
                   for i in range(0, len(entries), 64)]
         latents[size] = np.concatenate(chunks)
         rows[size] = np.array([index for _, index in entries])
+        if creature_shares:
+            shares[size] = np.stack([creature_share(spec, size) for spec, _ in entries]).astype(np.float16)
         report(f"encoded {len(entries)} world pictures of {size[0]}x{size[1]}")
     started = time.perf_counter()
     embeddings = embed_prompts(tokenizer, text_encoder, captions + [NEGATIVE_PROMPT])
     report(f"embedded {len(captions)} captions in {time.perf_counter() - started:.0f} s")
-    return WorldLatents(latents, rows, embeddings, captions)
+    return WorldLatents(latents, rows, embeddings, captions, shares if creature_shares else None)
 
 
 def build_transformer(recipe: TransformerRecipe, joint_attention_dim: int):
@@ -172,7 +180,14 @@ class Pretraining:
         image_ids, text_ids = self.ids[size]
         predicted = self.model(hidden_states=noisy, encoder_hidden_states=text, timestep=sigma, img_ids=image_ids,
                                txt_ids=text_ids, return_dict=False)[0]
-        loss = (predicted - (noise - clean)).pow(2).mean()
+        error = (predicted - (noise - clean)).pow(2)
+        if recipe.creature_loss_weight:
+            # Tokens the creature covers count (1 + weight) times: its words (colour, species) must be read.
+            weights = 1 + recipe.creature_loss_weight * torch.from_numpy(
+                data.creature_shares[size][picks].astype(np.float32))
+            loss = (error.mean(dim=2) * weights).sum() / weights.sum()
+        else:
+            loss = error.mean()
         self.optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)

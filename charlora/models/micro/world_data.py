@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from charlora.world import caption, iter_specs, render
+from charlora.world import Spec, caption, iter_specs, render
 
 # Picture sizes of the pretraining world (width, height), max side 128: square, landscape and portrait,
 # including a 9:16-like vertical frame for story shots. Every side is a multiple of 16 (mflux's constraint).
@@ -20,9 +20,9 @@ def to_tensor(image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 127.5 - 1.0
 
 
-def world_items(seed: int, renders: int = 1,
-                buckets: tuple[tuple[int, int], ...] = BUCKETS) -> Iterator[tuple[np.ndarray, str, tuple[int, int]]]:
-    """Endless (image CHW, caption, size) of world pictures at seeded sizes from ``buckets``.
+def world_drawings(seed: int, renders: int = 1,
+                   buckets: tuple[tuple[int, int], ...] = BUCKETS) -> Iterator[tuple[Spec, str, tuple[int, int]]]:
+    """Endless (spec to draw, caption, size) of world pictures at seeded sizes from ``buckets``.
 
     Each caption comes ``renders`` times in a row, each time at another size and with other scene
     details (trees, stars, clouds): more pictures per caption, for the same cost of embedding captions.
@@ -32,8 +32,25 @@ def world_items(seed: int, renders: int = 1,
         text = caption(spec)
         for copy in range(renders):
             size = buckets[rng.randrange(len(buckets))]
-            drawn = spec if copy == 0 else replace(spec, seed=rng.randrange(1 << 30))
-            yield to_tensor(render(drawn, size)), text, size
+            yield (spec if copy == 0 else replace(spec, seed=rng.randrange(1 << 30))), text, size
+
+
+def world_items(seed: int, renders: int = 1,
+                buckets: tuple[tuple[int, int], ...] = BUCKETS) -> Iterator[tuple[np.ndarray, str, tuple[int, int]]]:
+    """Endless (image CHW, caption, size) of the pictures :func:`world_drawings` describes."""
+    for spec, text, size in world_drawings(seed, renders, buckets):
+        yield to_tensor(render(spec, size)), text, size
+
+
+def creature_share(spec: Spec, size: tuple[int, int], block: int = 16) -> np.ndarray:
+    """The share of each ``block`` x ``block`` pixel block covered by the creature, row by row: (H/16 * W/16,).
+
+    16 pixels is one token of the FLUX.2 transformer (the VAE's 8x, then 2x2 patches), so this is the
+    creature's share of each image token.
+    """
+    alpha = np.asarray(render(spec, size, transparent=True).getchannel("A"), dtype=np.float32) / 255.0
+    height, width = alpha.shape
+    return alpha.reshape(height // block, block, width // block, block).mean(axis=(1, 3)).reshape(-1)
 
 
 def random_crops(seed: int, crop: int, batch: int) -> Iterator[np.ndarray]:
