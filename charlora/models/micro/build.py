@@ -92,62 +92,68 @@ class Build:
 
         return AutoencoderKLFlux2.from_pretrained(self.path(name)).eval()
 
-    def transformer(self) -> None:
+    def _world_latents(self, name: str, encode: Callable[[], object]):
+        """The encoded pretraining data in ``name``.pt, encoded (``encode``) and saved the first time."""
         import torch
 
+        path = self.path(f"{name}.pt")
+        if path.is_file():
+            return torch.load(path, weights_only=False)
+        data = encode()
+        torch.save(data, path)
+        return data
+
+    def _pretrain(self, name: str, model, data, recipe) -> None:
+        """Pretrain ``model`` on ``data``, resuming from ``name``.pt; its EMA weights go to the folder ``name``."""
+        from charlora.models.micro.transformer_pretrain import Pretraining
+
+        training = Pretraining(model, data, recipe)
+        resume, checkpoint = self._checkpointed(name)
+        if resume:
+            training.load(resume)
+            self.report(f"{name}: resuming at step {training.step}")
+        training.run(self.report, checkpoint)
+        training.ema.save_pretrained(self.path(name))
+
+    def transformer(self) -> None:
         from charlora.models.micro import transformer_pretrain
 
         if self._done("transformer"):
             return
         recipe = self.recipe.transformer
-        data_path = self.path("world_latents.pt")
-        if data_path.is_file():
-            data = torch.load(data_path, weights_only=False)
-        else:
+
+        def encode():
             tokenizer, text_encoder = self._text()
-            data = transformer_pretrain.encode_world(self._vae("vae_joint"), tokenizer, text_encoder, recipe.images,
+            return transformer_pretrain.encode_world(self._vae("vae_joint"), tokenizer, text_encoder, recipe.images,
                                                      recipe.renders_per_caption, self.recipe.world_seed, self.report)
-            torch.save(data, data_path)
-        training = transformer_pretrain.Pretraining(
-            transformer_pretrain.build_transformer(recipe, data.embeddings.shape[-1]), data, recipe)
-        resume, checkpoint = self._checkpointed("transformer")
-        if resume:
-            training.load(resume)
-            self.report(f"transformer: resuming at step {training.step}")
-        training.run(self.report, checkpoint)
-        training.ema.save_pretrained(self.path("transformer"))
+
+        data = self._world_latents("world_latents", encode)
+        self._pretrain("transformer", transformer_pretrain.build_transformer(recipe, data.embeddings.shape[-1]), data,
+                       recipe)
 
     def focus(self) -> None:
         """The focus pretraining (:class:`~charlora.models.micro.recipe.FocusRecipe`), from the float16-rounded weights."""
-        import torch
-        from diffusers import Flux2Transformer2DModel
+        from safetensors.torch import load_file
 
         from charlora.models.micro import transformer_pretrain
 
         focus = self.recipe.focus
         if not focus.steps or self._done("transformer_focus"):
             return
-        # The first pretraining as it ships (float16), so that the shipped weights can continue here.
-        data_path = self.path("focus_latents.pt")
-        if data_path.is_file():
-            data = torch.load(data_path, weights_only=False)
-        else:
+
+        def encode():  # the first pretraining's models as they ship (float16), so the shipped weights continue here
             tokenizer, text_encoder = self._text()
-            data = transformer_pretrain.encode_world(_rounded(self._vae("vae_joint")), tokenizer,
-                                                     _rounded(text_encoder), focus.images, focus.renders_per_caption,
-                                                     focus.world_seed, self.report, creature_shares=True)
-            torch.save(data, data_path)
+            return transformer_pretrain.encode_world(_rounded(self._vae("vae_joint")), tokenizer, _rounded(text_encoder),
+                                                     focus.images, focus.renders_per_caption, focus.world_seed,
+                                                     self.report, creature_shares=True)
+
+        data = self._world_latents("focus_latents", encode)
         recipe = replace(self.recipe.transformer, steps=focus.steps, restart_at=(), learning_rate=focus.learning_rate,
                          warmup_steps=focus.warmup_steps, ema_decay=focus.ema_decay,
                          creature_loss_weight=focus.creature_loss_weight, seed=focus.seed)
-        start = _rounded(Flux2Transformer2DModel.from_pretrained(self.path("transformer")))
-        training = transformer_pretrain.Pretraining(start.train(), data, recipe)
-        resume, checkpoint = self._checkpointed("transformer_focus")
-        if resume:
-            training.load(resume)
-            self.report(f"focus: resuming at step {training.step}")
-        training.run(self.report, checkpoint)
-        training.ema.save_pretrained(self.path("transformer_focus"))
+        start = transformer_pretrain.build_transformer(self.recipe.transformer, data.embeddings.shape[-1])
+        start.load_state_dict(load_file(self.path("transformer") / "diffusion_pytorch_model.safetensors"))
+        self._pretrain("transformer_focus", _rounded(start), data, recipe)
 
     def decoder(self) -> None:
         from charlora.models.micro import vae_pretrain
