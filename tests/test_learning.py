@@ -5,7 +5,7 @@ fresh copy (the session's ``default_run``), held to the issue's bar (#13). What 
 compares the LoRA with the base model image for image; the LoRA keeps the base model's prompt fit; the
 best checkpoint's score beats the first's; prompt fit reads the prompts without the trigger word; and the
 same LoRA at scale 0 gains exactly nothing. What does not hold yet: an identity gain of 0.10 with
-leakage under a third of it (measured +0.09 with leakage 0.16: README, What the default run shows), and a
+leakage under a third of it (measured +0.095 with leakage 0.066: README, What the default run shows), and a
 held-out loss below the base model's. Those two tests are marked ``xfail(strict=True)``: they run every
 time, and the day one holds it fails loudly until its marker goes. The broken-run tests (captions shuffled,
 trigger word removed: commit 2b5e393 has them) come back with the gain: while the good run misses the gain
@@ -57,9 +57,10 @@ def test_the_lora_keeps_prompt_fit_and_the_best_checkpoint_beats_the_first(defau
     assert evaluation["best_score"] > first["score"], evaluation["checkpoints"]
 
 
-@pytest.mark.xfail(strict=True, reason="identity gain +0.09 with leakage 0.16 at the best checkpoint: the LoRA paints "
-                                      "bramble's colours with and without the trigger word (trigger binding -0.05; "
-                                      "README: Why the LoRA does not keep to the trigger word; issue #13)")
+@pytest.mark.xfail(strict=True, reason="identity gain +0.095 (bar 0.10) with leakage 0.066 (bar: a third of the gain) "
+                                      "at the best checkpoint: the LoRA still paints bramble's colours without the "
+                                      "trigger word (trigger binding -0.10; README: Why the LoRA does not keep to the "
+                                      "trigger word; issue #13)")
 def test_the_default_run_learns_the_character(default_run):
     assert learned(default_run[1]), default_run[1]
 

@@ -2,7 +2,7 @@
 
     python tools/build_micro_model.py [--out models/micro] [--work build/micro] [--quick]
 
-About 4 hours on a 2-core CPU; each phase resumes from its checkpoint in --work after an
+About 4.5 hours on a 2-core CPU; each phase resumes from its checkpoint in --work after an
 interruption (delete --work to start over). --quick runs every phase for a few steps (tests).
 Deterministic from the recipe's seeds on one machine (torch on the CPU with a fixed thread count).
 """

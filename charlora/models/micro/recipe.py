@@ -86,7 +86,7 @@ class FocusRecipe:
 
     images: int = 6000
     renders_per_caption: int = 3
-    steps: int = 0  # set when the phase is shipped; see the README
+    steps: int = 1500
     creature_loss_weight: float = 4.0
     learning_rate: float = 2e-4
     warmup_steps: int = 100
