@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements/*.txt tools/setup_venv.sh pyproject.toml
 	VENV=$(VENV) tools/setup_venv.sh
 	@touch $@
 
-test: $(STAMP) ## Run the whole test suite (end-to-end tests included: about 10 minutes)
+test: $(STAMP) ## Run the whole test suite (end-to-end tests included: about 17 minutes on 2 CPU cores)
 	$(PY) -m pytest
 
 test-fast: $(STAMP) ## Run the unit tests only (not the end-to-end ones marked slow): under a minute
