@@ -183,7 +183,7 @@ def test_the_learning_rate_restarts_and_a_resumed_build_follows_the_recipe():
     from charlora.models.micro.recipe import RECIPE
     from charlora.models.micro.transformer_pretrain import Pretraining, WorldLatents
 
-    short = replace(RECIPE.transformer, steps=40, restart_at=(), warmup_steps=5)
+    short = replace(RECIPE.pretraining, steps=40, restart_at=(), warmup_steps=5)
     long = replace(short, steps=70, restart_at=(40,))
     data = WorldLatents({(16, 16): np.zeros((2, 1, 4), np.float16)}, {(16, 16): np.zeros(2, int)},
                         np.zeros((2, 512, 4), np.float16), ["a", " "])

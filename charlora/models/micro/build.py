@@ -5,7 +5,8 @@ is there:
 
 - ``text``: the tokenizer and the seeded random Qwen3 text encoder;
 - ``vae``: the VAE (encoder and decoder) on world pictures, then its latent statistics: the latent space is fixed;
-- ``transformer``: the world encoded once (latents, prompt embeddings), then the transformer's pretraining;
+- ``transformer``: the world encoded once (latents, prompt embeddings), then the transformer's pretraining
+  (recipe ``pretraining``);
 - ``focus``: the transformer's second pretraining, with the creature's tokens weighted more (recipe ``focus``);
 - ``decoder``: the decoder alone for the frozen encoder (independent of ``transformer``: either order, or at once);
 - ``clip``: the micro CLIP;
@@ -30,7 +31,7 @@ PHASES = ("text", "vae", "transformer", "focus", "decoder", "clip", "ship")
 def quick(recipe: Recipe) -> Recipe:
     """A minutes-long version of the recipe: the same code path, for tests (the weights are not good)."""
     return replace(recipe, vae=replace(recipe.vae, steps=8, decoder_steps=4, batch=4, stats_images=8),
-                   transformer=replace(recipe.transformer, steps=6, restart_at=(3,), images=24, warmup_steps=2, batch=4),
+                   pretraining=replace(recipe.pretraining, steps=6, restart_at=(3,), images=24, warmup_steps=2, batch=4),
                    focus=replace(recipe.focus, steps=4, images=24, warmup_steps=2),
                    clip=replace(recipe.clip, steps=4, batch=8), heldout_images=4)
 
@@ -84,7 +85,7 @@ class Build:
         vae = vae_pretrain.build_vae(self.recipe.vae)
         resume, checkpoint = self._checkpointed("vae_joint")
         vae_pretrain.train_vae(vae, self.recipe.vae, self.report, resume=resume, checkpoint=checkpoint)
-        vae_pretrain.measure_latent_stats(vae, self.recipe.world_seed + 1, self.recipe.vae.stats_images)
+        vae_pretrain.measure_latent_stats(vae, self.recipe.vae.stats_seed, self.recipe.vae.stats_images)
         vae.save_pretrained(self.path("vae_joint"))
 
     def _vae(self, name: str):
@@ -120,19 +121,19 @@ class Build:
 
         if self._done("transformer"):
             return
-        recipe = self.recipe.transformer
+        recipe = self.recipe.pretraining
 
         def encode():
             tokenizer, text_encoder = self._text()
             return transformer_pretrain.encode_world(self._vae("vae_joint"), tokenizer, text_encoder, recipe.images,
-                                                     recipe.renders_per_caption, self.recipe.world_seed, self.report)
+                                                     recipe.renders_per_caption, recipe.world_seed, self.report)
 
         data = self._world_latents("world_latents", encode)
-        self._pretrain("transformer", transformer_pretrain.build_transformer(recipe, data.embeddings.shape[-1]), data,
-                       recipe)
+        start = transformer_pretrain.build_transformer(self.recipe.transformer, data.embeddings.shape[-1])
+        self._pretrain("transformer", start, data, recipe)
 
     def focus(self) -> None:
-        """The focus pretraining (:class:`~charlora.models.micro.recipe.FocusRecipe`), from the float16-rounded weights."""
+        """The focus pretraining (:data:`~charlora.models.micro.recipe.FOCUS`), from the float16-rounded weights."""
         from safetensors.torch import load_file
 
         from charlora.models.micro import transformer_pretrain
@@ -148,12 +149,9 @@ class Build:
                                                      self.report, creature_shares=True)
 
         data = self._world_latents("focus_latents", encode)
-        recipe = replace(self.recipe.transformer, steps=focus.steps, restart_at=(), learning_rate=focus.learning_rate,
-                         warmup_steps=focus.warmup_steps, ema_decay=focus.ema_decay,
-                         creature_loss_weight=focus.creature_loss_weight, seed=focus.seed)
         start = transformer_pretrain.build_transformer(self.recipe.transformer, data.embeddings.shape[-1])
         start.load_state_dict(load_file(self.path("transformer") / "diffusion_pytorch_model.safetensors"))
-        self._pretrain("transformer_focus", _rounded(start), data, recipe)
+        self._pretrain("transformer_focus", _rounded(start), data, focus)
 
     def decoder(self) -> None:
         from charlora.models.micro import vae_pretrain

@@ -26,6 +26,7 @@ class VaeRecipe:
     latent_l2: float = 1e-3  # keeps the latent scale bounded (bn stats normalise it for the transformer)
     latent_noise: float = 0.02  # small noise on latents in the joint phase: a smoother latent space to diffuse in
     stats_images: int = 512  # world pictures the latent statistics (bn mean, variance) are measured on
+    stats_seed: int = 101
     seed: int = 1
 
 
@@ -46,14 +47,24 @@ class TextRecipe:
 
 @dataclass(frozen=True)
 class TransformerRecipe:
+    """The transformer's size (mflux's FLUX.2 Klein classes with micro overrides) and its random start."""
+
     num_layers: int = 2  # double-stream blocks (Klein 4B: 5)
     num_single_layers: int = 2  # single-stream blocks (Klein 4B: 20)
     num_attention_heads: int = 4
     attention_head_dim: int = 32
+    seed: int = 3
+
+
+@dataclass(frozen=True)
+class PretrainingRecipe:
+    """One pretraining phase of the transformer: its world pictures, its schedule and its loss."""
+
+    world_seed: int = 100  # the pictures; held-out figures use Recipe.heldout_seed, never seen in training
     images: int = 18000  # world pictures encoded once for pretraining
     renders_per_caption: int = 3  # each caption drawn 3 times (sizes, scene details): 6000 captions to embed
     batch: int = 16
-    steps: int = 7800  # in all
+    steps: int = 7800  # in all (0: the phase is skipped)
     # The learning rate warms up and decays (cosine) again from each of these steps (a warm restart): after 3500
     # steps the model drew the prompt's scene but no creature; after 6500, blobs where large creatures stand.
     # The loss was still falling each time.
@@ -67,32 +78,19 @@ class TransformerRecipe:
     uniform_share: float = 0.25
     caption_dropout: float = 0.1  # trained unconditional too, for classifier-free guidance
     ema_decay: float = 0.999
-    # Extra loss weight on the image tokens the creature covers (0: every token alike; see FocusRecipe)
+    # Extra loss weight on the image tokens the creature covers (0: every token alike; see FOCUS)
     creature_loss_weight: float = 0.0
-    seed: int = 3
+    seed: int = 3  # the data order and the noise
 
 
-@dataclass(frozen=True)
-class FocusRecipe:
-    """A second, shorter pretraining of the transformer that weighs the creature's tokens more (0 steps: none).
-
-    After the first pretraining the model drew the prompt's scene well but the creature's colour and
-    species hardly at all (CLIP's colour accuracy 0.29, chance 0.10): the creature covers a small
-    part of each picture, so the loss barely asked for it. A model that does not read the creature's
-    words cannot tie a new character to a trigger word either. This phase continues from the first
-    one's weights as shipped (float16) on new world pictures, with the creature's tokens weighted
-    ``1 + creature_loss_weight``.
-    """
-
-    images: int = 6000
-    renders_per_caption: int = 3
-    steps: int = 1500
-    creature_loss_weight: float = 4.0
-    learning_rate: float = 2e-4
-    warmup_steps: int = 100
-    ema_decay: float = 0.998
-    world_seed: int = 555  # other pictures than the first pretraining's
-    seed: int = 5
+# The focus phase: a second, shorter pretraining that weighs the creature's tokens more. After the first
+# pretraining the model drew the prompt's scene well but the creature's colour and species hardly at all
+# (CLIP's colour accuracy 0.29, chance 0.10): the creature covers a small part of each picture, so the loss
+# barely asked for it, and a model that does not read the creature's words cannot tie a new character to a
+# trigger word either. It continues from the first phase's weights as shipped (float16), on other world
+# pictures, with the creature's tokens weighted 1 + creature_loss_weight.
+FOCUS = PretrainingRecipe(world_seed=555, images=6000, steps=1500, restart_at=(), learning_rate=2e-4,
+                          warmup_steps=100, ema_decay=0.998, creature_loss_weight=4.0, seed=5)
 
 
 @dataclass(frozen=True)
@@ -116,10 +114,10 @@ class Recipe:
     vae: VaeRecipe = field(default_factory=VaeRecipe)
     text: TextRecipe = field(default_factory=TextRecipe)
     transformer: TransformerRecipe = field(default_factory=TransformerRecipe)
-    focus: FocusRecipe = field(default_factory=FocusRecipe)
+    pretraining: PretrainingRecipe = field(default_factory=PretrainingRecipe)
+    focus: PretrainingRecipe = FOCUS
     clip: ClipRecipe = field(default_factory=ClipRecipe)
-    world_seed: int = 100  # training pictures; held-out figures use heldout_seed, never seen in training
-    heldout_seed: int = 9000
+    heldout_seed: int = 9000  # the figures' world pictures, never seen in training
     heldout_images: int = 96
     threads: int = 2
 

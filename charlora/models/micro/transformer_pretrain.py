@@ -4,7 +4,7 @@ The objective is mflux's own (rectified flow): with clean latents ``x0`` (VAE me
 normalised with the VAE's ``bn`` statistics, packed into tokens) and Gaussian noise ``e``,
 ``x_s = (1 - s) x0 + s e`` and the transformer predicts ``e - x0``; mflux's LoRA training and its
 sampler use exactly this. The noise levels ``s`` follow mflux's sampler, which at these sizes spends
-most of its steps near pure noise (see ``TransformerRecipe.sigma_shift``): trained mostly at middle
+most of its steps near pure noise (see ``PretrainingRecipe.sigma_shift``): trained mostly at middle
 levels, the model denoised well but ignored the prompt and drew noise soup from pure noise. Prompts
 are encoded with mflux's tokenisation and padded to 512 tokens (the transformer sees all 512 at
 inference, so it trains on all 512). One caption in ten is the unconditional prompt " ", so
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from charlora.models.micro.recipe import TransformerRecipe
+from charlora.models.micro.recipe import PretrainingRecipe, TransformerRecipe
 from charlora.models.micro.text import MAX_SEQUENCE_LENGTH, NEGATIVE_PROMPT, embed_prompts
 from charlora.models.micro.vae_pretrain import patchify
 from charlora.models.micro.world_data import creature_share, to_tensor, world_drawings
@@ -119,7 +119,7 @@ def sample_sigmas(rng: np.random.Generator, count: int, shift: float, uniform_sh
 class Pretraining:
     """The training state (model, EMA, optimizer, data order) and its step."""
 
-    def __init__(self, model, data: WorldLatents, recipe: TransformerRecipe):
+    def __init__(self, model, data: WorldLatents, recipe: PretrainingRecipe):
         import torch
 
         self.model, self.data, self.recipe = model, data, recipe
