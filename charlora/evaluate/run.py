@@ -131,9 +131,10 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         without = generate_with(model, [(p.id, p.without_trigger) for p in controls], f"step {step}, no trigger")
         del model
         embeddings = clip.images([s.image for s in with_trigger])
+        step_identity = identity(embeddings, reference)
         metrics = {
-            "identity": identity(embeddings, reference),
-            "identity_gain": identity(embeddings, reference) - base_identity,
+            "identity": step_identity,
+            "identity_gain": step_identity - base_identity,
             "prompt_fit": prompt_fit(embeddings, prompt_texts),
             "leakage": max(0.0, identity(clip.images([s.image for s in without]), reference) - base_leak_identity),
             "diversity": diversity(embeddings),
