@@ -134,3 +134,30 @@ def test_sampling_params_set_to_zero_are_honoured_and_null_takes_the_model_defau
                    clip_model="models/base/clip-tiny")
     assert resolve_sampling(zero, defaults) == type(resolve_sampling(zero, defaults))(
         1, 0.0, 16, 1, 1, "models/base/clip-tiny", zero.prompts_file or defaults.prompts_file)
+
+
+@pytest.mark.slow
+def test_the_base_model_pictures_come_back_from_the_cache_as_drawn(tiny_flux2, project_params, tmp_path):
+    """What the cache gives back is what the base model drew (pixels and final latents), for the same model,
+    prompts, seeds and sampling settings only."""
+    import numpy as np
+
+    from charlora.evaluate.base_samples import BaseSampleCache
+    from charlora.evaluate.sampling import generate
+    from charlora.models.loading import load_flux2
+
+    prompts = [("park", "brmbl, in a park"), ("snow", "brmbl, in the snow")]
+    cache = BaseSampleCache(tmp_path / "cache", "flux2-klein-tiny:a", steps=2, guidance=4.0, resolution=32)
+    assert cache.load(prompts, seed=3) is None
+    drawn = generate(load_flux2("flux2-klein-tiny", tiny_flux2, project_params.tiny_model), prompts, seed=3, steps=2,
+                     guidance=4.0, resolution=32)
+    cache.save(drawn, seed=3)
+    cached = cache.load(prompts, seed=3)
+    assert [s.prompt_id for s in cached] == ["park", "snow"]
+    for old, new in zip(drawn, cached):
+        assert np.array_equal(np.asarray(old.image), np.asarray(new.image))
+        assert np.array_equal(old.latents, new.latents) and new.latents.dtype == old.latents.dtype
+    assert cache.load(prompts, seed=4) is None and cache.load(prompts[::-1], seed=3) is None
+    for other in (BaseSampleCache(tmp_path / "cache", "flux2-klein-tiny:b", 2, 4.0, 32),
+                  BaseSampleCache(tmp_path / "cache", "flux2-klein-tiny:a", 3, 4.0, 32)):
+        assert other.load(prompts, seed=3) is None

@@ -94,10 +94,12 @@ def test_prompt_fit_reads_each_prompt_without_its_trigger_word(default_run):
 
 
 def test_a_lora_at_scale_0_gains_nothing(default_run, tmp_path):
-    """The same checkpoints at scale 0: every picture is the base model's, so identity gain and leakage vanish."""
+    """The same checkpoints at scale 0: every picture is the base model's, so identity gain and leakage vanish.
+    The base model's pictures come from the default run's cache: the LoRA at scale 0 draws exactly them."""
     project = clone_project(default_run[0], tmp_path / "project")
     update_params(project, {"evaluate.lora_scale": 0.0})
-    run([sys.executable, "stages/evaluate.py"], project, timeout=1800)
+    result = run([sys.executable, "stages/evaluate.py"], project, timeout=1800)
+    assert "pictures: from the cache" in result.stdout + result.stderr
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     scored = [row for row in evaluation["checkpoints"] if "score" in row]
     assert all(row["latent_shift"] == pytest.approx(0, abs=1e-6) for row in scored), scored

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from charlora.data.prior import is_prior, without_trigger
 from charlora.errors import PipelineError
+from charlora.evaluate.base_samples import BaseSampleCache
 from charlora.evaluate.clip_metrics import ClipScorer, diversity, identity, open_rgb, prompt_fit, score
 from charlora.evaluate.heldout import ValidationLoss, heldout_pairs
 from charlora.evaluate.prompts import load_prompts
@@ -58,12 +59,13 @@ def trigger_binding(loss: dict[str, float], base: dict[str, float]) -> float:
 
 
 def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict], heldout_dir: Path, train_dir: Path,
-                   samples_dir: Path, best_file: Path) -> dict:
+                   samples_dir: Path, best_file: Path, base_cache_dir: Path, base_model_identity: str) -> dict:
     """Score every checkpoint (held-out loss), then generate and score images for the shortlist.
 
     ``checkpoints`` are extract's entries (``step``, ``file``). Images and contact sheets go to
     ``samples_dir``, the best checkpoint's adapter is copied to ``best_file``; the returned dict is
-    ``metrics/eval.json``.
+    ``metrics/eval.json``. The base model's pictures are kept in ``base_cache_dir``
+    (:class:`~charlora.evaluate.base_samples.BaseSampleCache`, by ``base_model_identity``).
     """
     evaluate = params.evaluate
     sampling = resolve_sampling(evaluate, get_base_model(training_config["model"]).sampling)
@@ -96,7 +98,13 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
     controls = prompts[: evaluate.control_prompts]
     chosen = shortlist(losses, sampling.image_checkpoints)
     shortlisted = [e for e in checkpoints if e["step"] in chosen]
-    images = Progress("evaluate", (1 + len(shortlisted)) * (len(prompts) + len(controls)), "image")
+    # The base model gets the same prompts and seeds: what the LoRA adds is measured against it.
+    base_jobs = {"base": [(p.id, p.text) for p in prompts], "base, no trigger": [(p.id, p.without_trigger) for p in controls]}
+    base_cache = BaseSampleCache(base_cache_dir, base_model_identity, steps, guidance, resolution)
+    base_samples = {label: base_cache.load(jobs, evaluate.seed) for label, jobs in base_jobs.items()}
+    to_draw = {label: jobs for label, jobs in base_jobs.items() if base_samples[label] is None}
+    images = Progress("evaluate", sum(map(len, to_draw.values())) + len(shortlisted) * (len(prompts) + len(controls)),
+                      "image")
     with images.warmup(f"loading CLIP {sampling.clip_model}"):
         clip = ClipScorer(sampling.clip_model)
         reference = clip.images([open_rgb(p) for p in sorted(train_dir.glob("*.png")) if not is_prior(p)])
@@ -106,12 +114,16 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         return generate(model, texts, evaluate.seed, steps, guidance, resolution,
                         lambda prompt_id: images.advance(f"{label}, {prompt_id}"))
 
-    with images.warmup("loading the base model"):
-        base_model = load_flux2(training_config["model"], model_path, params.tiny_model)
-    # The base model gets the same prompts and seeds: what the LoRA adds is measured against it.
-    base_with = generate_with(base_model, [(p.id, p.text) for p in prompts], "base")
-    base_without = generate_with(base_model, [(p.id, p.without_trigger) for p in controls], "base, no trigger")
-    del base_model
+    if to_draw:
+        with images.warmup("loading the base model"):
+            base_model = load_flux2(training_config["model"], model_path, params.tiny_model)
+        for label, jobs in to_draw.items():
+            base_samples[label] = generate_with(base_model, jobs, label)
+            base_cache.save(base_samples[label], evaluate.seed)
+        del base_model
+    else:
+        images.say(f"the base model's {sum(map(len, base_jobs.values()))} pictures: from the cache ({base_cache_dir})")
+    base_with, base_without = base_samples["base"], base_samples["base, no trigger"]
     # Prompt fit reads each prompt without its trigger word: CLIP never learned the trigger (openai's CLIP
     # neither), so with it the text embedding moves by an arbitrary amount, and a picture that does show the
     # character scores lower than one that does not. What CLIP can read is the rest: the scene and the pose.
