@@ -241,3 +241,12 @@ def clone_project(source: Path, target: Path) -> Path:
 @pytest.fixture
 def project(tmp_path) -> Path:
     return copy_project(tmp_path / "project")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With xdist (`make test` runs `pytest -n 2 --dist loadgroup`), the tests that share one costly session run
+    go to one worker, so that run is made once; every other test goes wherever a worker is free."""
+    for item in items:
+        shared = next((name for name in ("default_run", "pipeline_run") if name in item.fixturenames), None)
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(shared))
