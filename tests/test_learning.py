@@ -1,21 +1,23 @@
-"""The default run on the micro model, measured against the base model on the same prompts and seeds.
+"""The default run on the micro model learns the character, and the metrics catch runs that cannot.
 
 One `dvc repro` of the default pipeline (the micro model, the shipped sample, default params) in a
-fresh copy (the session's ``default_run``), held to the issue's bar (#13). What holds: evaluation
-compares the LoRA with the base model image for image; the LoRA keeps the base model's prompt fit; the
-best checkpoint's score beats the first's; prompt fit reads the prompts without the trigger word; and the
-same LoRA at scale 0 gains exactly nothing. What does not hold yet: an identity gain of 0.10 with
-leakage under a third of it (measured +0.095 with leakage 0.066: README, What the default run shows), and a
-held-out loss below the base model's. Those two tests are marked ``xfail(strict=True)``: they run every
-time, and the day one holds it fails loudly until its marker goes. The broken-run tests (captions shuffled,
-trigger word removed: commit 2b5e393 has them) come back with the gain: while the good run misses the gain
-threshold too, a broken run missing it proves nothing.
+fresh copy (the session's ``default_run``), held to the issue's bar (#13): an identity gain of 0.10 or
+more with leakage under a third of it, prompt fit kept, a best checkpoint that beats the first. Then
+runs that must fail the gain threshold, each from a copy of the same finished run: the captions shuffled
+between the training pictures (the character's and the prior pictures'), the trigger word taken out of
+the captions, and the LoRA applied at scale 0. The thresholds and the figures they were set from are in
+the README ("What the default run shows"). One part of the bar does not hold yet: a held-out loss below
+the base model's. That test is marked ``xfail(strict=True)``: it runs every time, and the day it holds
+it fails loudly until its marker goes.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +36,52 @@ def learned(evaluation: dict) -> bool:
     """The gain threshold: the character appears with the trigger word, and much less without it."""
     gain = evaluation["identity_gain"]
     return gain >= MIN_IDENTITY_GAIN and evaluation["leakage"] <= MAX_LEAKAGE_SHARE * gain
+
+
+def shuffle_captions(captions: list[Path]) -> None:
+    """Every caption moves to another picture: the trigger word no longer marks the character's pictures."""
+    texts = [c.read_text(encoding="utf-8") for c in captions]
+    order = list(range(len(texts)))
+    random.Random(0).shuffle(order)
+    for caption, index in zip(captions, order):
+        caption.write_text(texts[index], encoding="utf-8")
+
+
+def remove_trigger(captions: list[Path]) -> None:
+    """The trigger word taken out of every caption: the LoRA learns bramble for every prompt."""
+    from charlora.data.prior import without_trigger
+
+    for caption in captions:
+        caption.write_text(without_trigger(caption.read_text(encoding="utf-8"), "brmbl") + "\n", encoding="utf-8")
+
+
+BREAKS = {"shuffled": shuffle_captions, "no-trigger": remove_trigger}
+
+
+@pytest.fixture(scope="module")
+def broken_runs(default_run, tmp_path_factory) -> dict[str, dict]:
+    """Copies of the default run whose training captions (after merge) are broken, trained and evaluated again:
+    their metrics/eval.json by break. The stage scripts run directly (`dvc repro` would rebuild the training
+    folder from the captions). The two runs go at once: mlx on a CPU keeps to about one core each."""
+
+    def retrain(name: str) -> dict:
+        project = clone_project(default_run[0], tmp_path_factory.mktemp(name) / "project")
+        captions = sorted(p for p in (project / "data/train").rglob("*.txt") if not p.name.startswith("preview_"))
+        assert len(captions) >= 10
+        BREAKS[name](captions)
+        for stage in ("train", "extract", "evaluate"):
+            run([sys.executable, f"stages/{stage}.py"], project, timeout=1800)
+        return json.loads((project / "metrics/eval.json").read_text())
+
+    with ThreadPoolExecutor(len(BREAKS)) as pool:
+        return dict(zip(BREAKS, pool.map(retrain, BREAKS)))
+
+
+@pytest.mark.parametrize("name", sorted(BREAKS))
+def test_a_run_with_broken_captions_fails_the_gain_threshold(broken_runs, name):
+    evaluation = broken_runs[name]
+    assert evaluation["latent_shift"] > 0, "the broken run trained a LoRA that changes the pictures"
+    assert not learned(evaluation), evaluation
 
 
 def test_the_default_run_is_measured_against_the_base_model(default_run):
@@ -57,16 +105,13 @@ def test_the_lora_keeps_prompt_fit_and_the_best_checkpoint_beats_the_first(defau
     assert evaluation["best_score"] > first["score"], evaluation["checkpoints"]
 
 
-@pytest.mark.xfail(strict=True, reason="identity gain +0.095 (bar 0.10) with leakage 0.066 (bar: a third of the gain) "
-                                      "at the best checkpoint: the LoRA still paints bramble's colours without the "
-                                      "trigger word (trigger binding -0.10; README: Why the LoRA does not keep to the "
-                                      "trigger word; issue #13)")
 def test_the_default_run_learns_the_character(default_run):
     assert learned(default_run[1]), default_run[1]
 
 
 @pytest.mark.xfail(strict=True, reason="the LoRA's held-out loss on the one held-out picture stays above the base "
-                                      "model's (issue #13; README: What the default run shows)")
+                                      "model's: the first checkpoint raises it by about 15 %, later ones bring it back "
+                                      "to about 5 % above (issue #13; README: What the default run shows)")
 def test_the_default_run_lowers_the_held_out_loss(default_run):
     evaluation = default_run[1]
     assert evaluation["best_val_loss"] <= (1 - MIN_HELDOUT_LOSS_DROP) * evaluation["base_val_loss"], evaluation
