@@ -81,7 +81,7 @@ endif
 standins: $(STAMP) ## Run local Hub and Runware stand-ins and print the env to try `make publish` offline
 	$(PY) -m tests.standins
 
-# About 4.5 hours on 2 CPU cores; resumes after an interruption (checkpoints in build/micro). PHASES=transformer runs one phase.
+# About 5 hours on 2 CPU cores; resumes after an interruption (checkpoints in build/micro). PHASES=transformer runs one phase.
 micro-model: $(STAMP) ## Rebuild the embedded micro FLUX.2 Klein and micro CLIP (models/micro) from their recipe
 	$(PY) tools/build_micro_model.py $(if $(PHASES),--phases "$(PHASES)")
 
