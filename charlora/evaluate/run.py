@@ -100,7 +100,11 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
     shortlisted = [e for e in checkpoints if e["step"] in chosen]
     # The base model gets the same prompts and seeds: what the LoRA adds is measured against it.
     base_jobs = {"base": [(p.id, p.text) for p in prompts], "base, no trigger": [(p.id, p.without_trigger) for p in controls]}
-    base_cache = BaseSampleCache(base_cache_dir, base_model_identity, steps, guidance, resolution)
+    model_path = training_config["model_path"]
+    # Keyed by the model evaluate loads (the training config's) as well as the params' identity: a stage run
+    # by hand after base_model changed, before train reran, never files one model's pictures under another's.
+    base_cache = BaseSampleCache(base_cache_dir, f"{base_model_identity} as {training_config['model']} from {model_path}",
+                                 steps, guidance, resolution)
     base_samples = {label: base_cache.load(jobs, evaluate.seed) for label, jobs in base_jobs.items()}
     to_draw = {label: jobs for label, jobs in base_jobs.items() if base_samples[label] is None}
     images = Progress("evaluate", sum(map(len, to_draw.values())) + len(shortlisted) * (len(prompts) + len(controls)),
@@ -108,7 +112,6 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
     with images.warmup(f"loading CLIP {sampling.clip_model}"):
         clip = ClipScorer(sampling.clip_model)
         reference = clip.images([open_rgb(p) for p in sorted(train_dir.glob("*.png")) if not is_prior(p)])
-    model_path = training_config["model_path"]
 
     def generate_with(model, texts, label):
         return generate(model, texts, evaluate.seed, steps, guidance, resolution,
