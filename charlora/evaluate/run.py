@@ -117,6 +117,9 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
         return generate(model, texts, evaluate.seed, steps, guidance, resolution,
                         lambda prompt_id: images.advance(f"{label}, {prompt_id}"))
 
+    from_cache = sum(len(jobs) for label, jobs in base_jobs.items() if label not in to_draw)
+    if from_cache:  # also when only one of the two sets is there
+        images.say(f"the base model's {from_cache} pictures: from the cache ({base_cache_dir})")
     if to_draw:
         with images.warmup("loading the base model"):
             base_model = load_flux2(training_config["model"], model_path, params.tiny_model)
@@ -124,8 +127,6 @@ def run_evaluation(params: Params, training_config: dict, checkpoints: list[dict
             base_samples[label] = generate_with(base_model, jobs, label)
             base_cache.save(base_samples[label], evaluate.seed)
         del base_model
-    else:
-        images.say(f"the base model's {sum(map(len, base_jobs.values()))} pictures: from the cache ({base_cache_dir})")
     base_with, base_without = base_samples["base"], base_samples["base, no trigger"]
     # Prompt fit reads each prompt without its trigger word: CLIP never learned the trigger (openai's CLIP
     # neither), so with it the text embedding moves by an arbitrary amount, and a picture that does show the
