@@ -147,6 +147,9 @@ class TrainParams:
     force: bool = False  # train even when the pre-flight estimate exceeds the machine's memory
     gradient_checkpointing: bool | None = None
     cache_limit_gb: float | None = field(default=None, metadata=limits(min=0.25, max=1024.0))
+    # Learning-rate schedule (mflux's); defaults for params files written before them.
+    lr_schedule: str | None = field(default=None, metadata=limits(choices=("constant", "cosine")))
+    lr_warmup_steps: int | None = field(default=None, metadata=limits(min=0))
 
 
 @dataclass(frozen=True)

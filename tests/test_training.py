@@ -35,7 +35,8 @@ def test_config_is_mflux_schema_and_targets_every_block(project_params, tmp_path
     model = get_base_model("flux2-klein-base-4b")
     settings = resolve_settings(real_params, model)
     data = make_train_dir(tmp_path / "data")
-    config = mflux_config(settings, model, None, data, tmp_path / "cfg" / "config.json", tmp_path / "run")
+    config = mflux_config(settings, model, None, data, tmp_path / "cfg" / "config.json", tmp_path / "run", 300)
+    assert config["optimizer"] == {"name": "AdamW", "learning_rate": 1e-4}  # constant: mflux's own default
     assert config["model"] == "flux2-klein-base-4b" and config["data"] == "../data"
     assert len(config["lora_layers"]["targets"]) == 12 + 2
     assert {"module_path": "single_transformer_blocks.{block}.attn.to_qkv_mlp_proj",
@@ -44,6 +45,23 @@ def test_config_is_mflux_schema_and_targets_every_block(project_params, tmp_path
     (tmp_path / "cfg" / "config.json").write_text(json.dumps(config))
     spec = TrainingSpec.resolve(config_path=str(tmp_path / "cfg" / "config.json"), resume_path=None, create_output_dir=False)
     assert len(spec.data) == 3 and spec.training_loop.timestep_low == 25 and spec.lora_layers.targets[0].rank == 16
+
+
+def test_learning_rate_schedule_reaches_mflux_optimizer(project_params, tmp_path):
+    """train.lr_warmup_steps and lr_schedule become mflux's schedule: 0 -> learning_rate over the warm-up, then cosine to 0."""
+    from mflux.models.common.training.optimization.optimizer import Optimizer
+    from mflux.models.common.training.state.training_spec import OptimizerSpec
+
+    scheduled = params_with(project_params, train={"learning_rate": 1e-3, "lr_warmup_steps": 10, "lr_schedule": "cosine"})
+    settings = resolve_settings(scheduled, base_model_for(scheduled))
+    config = mflux_config(settings, base_model_for(scheduled), None, make_train_dir(tmp_path / "data"),
+                          tmp_path / "config.json", tmp_path / "run", 110)
+    schedule = Optimizer._build_lr(OptimizerSpec(**config["optimizer"]))
+    rates = [float(schedule(mx_step)) for mx_step in (0, 5, 10, 60, 110)]
+    assert rates[0] == 0 and abs(rates[1] - 5e-4) < 1e-9 and abs(rates[2] - 1e-3) < 1e-9
+    assert abs(rates[3] - 5e-4) < 1e-6 and rates[4] < 1e-9  # half-way down the cosine, then 0 at the run's end
+    assert resolve_settings(project_params, base_model_for(project_params)).lr_schedule == \
+        base_model_for(project_params).defaults.lr_schedule  # null: the model's default
 
 
 

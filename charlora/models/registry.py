@@ -34,6 +34,8 @@ class TrainDefaults:
     preview_every: int  # 0: no preview images during training
     preview_resolution: int
     learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # constant | cosine (decays to 0 over the run)
+    lr_warmup_steps: int = 0  # steps of linear warm-up from 0 to learning_rate
 
 
 # A story's shot size on the real FLUX.2 Klein models: 9:16 vertical (nearly), multiples of 16, about 1 MP.

@@ -23,11 +23,23 @@ def lora_targets(settings: TrainSettings) -> list[dict]:
     return targets
 
 
+def optimizer_config(settings: TrainSettings, total_steps: int) -> dict:
+    """mflux's ``optimizer`` section: the optimizer, its learning rate and the schedule over ``total_steps``."""
+    optimizer = {"name": settings.optimizer, "learning_rate": settings.learning_rate}
+    if settings.lr_warmup_steps:
+        optimizer["lr_warmup_steps"] = settings.lr_warmup_steps
+    if settings.lr_schedule == "cosine":
+        optimizer["lr_schedule"] = "cosine"
+        optimizer["lr_total_steps"] = total_steps
+    return optimizer
+
+
 def mflux_config(settings: TrainSettings, model: BaseModelSpec, model_path: str | None, data_dir: Path,
-                 config_path: Path, run_dir: Path) -> dict:
+                 config_path: Path, run_dir: Path, total_steps: int) -> dict:
     """mflux's training config (``mflux-train --config`` schema) for these settings.
 
     ``data`` is relative to the config file, as mflux resolves it; ``output_path`` to the project root.
+    ``total_steps`` is the run's length, over which a cosine schedule decays.
     """
     config = {
         "model": model.mflux_name,
@@ -43,7 +55,7 @@ def mflux_config(settings: TrainSettings, model: BaseModelSpec, model_path: str 
         "cache_limit_gb": settings.cache_limit_gb,
         "training_loop": {"num_epochs": settings.epochs, "batch_size": settings.batch_size,
                           "timestep_low": settings.timestep_low, "timestep_high": settings.timestep_high},
-        "optimizer": {"name": settings.optimizer, "learning_rate": settings.learning_rate},
+        "optimizer": optimizer_config(settings, total_steps),
         "checkpoint": {"save_frequency": settings.checkpoint_every, "output_path": run_dir.as_posix()},
         "lora_layers": {"targets": lora_targets(settings)},
     }

@@ -80,9 +80,9 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
     settings = memory.settings
     config_path = training_dir / "config.json"
     run_dir = training_dir / RUN_SUBDIR
-    config = mflux_config(settings, model, model_path, train_dir, config_path, run_dir)
-    facts = fingerprint(config, train_dir, params)
     total = -(-len(images) // settings.batch_size) * settings.epochs
+    config = mflux_config(settings, model, model_path, train_dir, config_path, run_dir, total)
+    facts = fingerprint(config, train_dir, params)
     plan = plan_run(training_dir, sha256_json(facts), total, report=lambda message: say("train", message))
     say("train", plan.reason)
     if plan.resume_from is None:

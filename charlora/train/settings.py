@@ -23,6 +23,8 @@ class TrainSettings:
     batch_size: int
     learning_rate: float
     optimizer: str
+    lr_schedule: str
+    lr_warmup_steps: int
     steps: int
     guidance: float
     timestep_low: int
@@ -99,7 +101,9 @@ def resolve_settings(params: Params, model: BaseModelSpec, preset: PresetSetting
     return TrainSettings(
         seed=train.seed, resolution=pick(train.resolution, preset_value("resolution", defaults.resolution)),
         epochs=pick(train.epochs, defaults.epochs), batch_size=pick(train.batch_size, preset_value("batch_size", 1)),
-        learning_rate=pick(train.learning_rate, defaults.learning_rate), optimizer=train.optimizer, steps=steps,
+        learning_rate=pick(train.learning_rate, defaults.learning_rate), optimizer=train.optimizer,
+        lr_schedule=pick(train.lr_schedule, defaults.lr_schedule),
+        lr_warmup_steps=pick(train.lr_warmup_steps, defaults.lr_warmup_steps), steps=steps,
         guidance=pick(train.guidance, defaults.guidance), timestep_low=low, timestep_high=high, quantize=quantize,
         low_ram=pick(train.low_ram, preset_value("low_ram", defaults.low_ram)),
         gradient_checkpointing=pick(train.gradient_checkpointing, preset_value("gradient_checkpointing", False)),
