@@ -12,7 +12,7 @@ from charlora.lora.extract import adapter_from_checkpoint, provenance, trained_a
 from charlora.lora.safetensors import read_metadata, tensors_sha256, with_lora_alpha, with_metadata
 from charlora.models.registry import get_base_model
 from charlora.train.checkpoints import RUN_SUBDIR, good_checkpoints
-from charlora.train.mflux_config import mflux_config
+from charlora.train.mflux_config import learning_rate_line, mflux_config
 from charlora.train.settings import base_model_for, check_dataset, check_model_path, resolve_settings
 from tests.conftest import make_train_dir, params_with
 
@@ -56,6 +56,7 @@ def test_learning_rate_schedule_reaches_mflux_optimizer(project_params, tmp_path
     settings = resolve_settings(scheduled, base_model_for(scheduled))
     config = mflux_config(settings, base_model_for(scheduled), None, make_train_dir(tmp_path / "data"),
                           tmp_path / "config.json", tmp_path / "run", 110)
+    assert learning_rate_line(settings) == "learning rate 0.001, warm-up 10 steps, cosine decay to 0"
     schedule = Optimizer._build_lr(OptimizerSpec(**config["optimizer"]))
     rates = [float(schedule(mx_step)) for mx_step in (0, 5, 10, 60, 110)]
     assert rates[0] == 0 and abs(rates[1] - 5e-4) < 1e-9 and abs(rates[2] - 1e-3) < 1e-9

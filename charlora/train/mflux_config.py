@@ -34,6 +34,15 @@ def optimizer_config(settings: TrainSettings, total_steps: int) -> dict:
     return optimizer
 
 
+def learning_rate_line(settings: TrainSettings) -> str:
+    """The learning rate and its schedule in words, for the progress display: ``learning rate 0.001, warm-up 40 steps, cosine``."""
+    parts = [f"learning rate {settings.learning_rate:g}"]
+    if settings.lr_warmup_steps:
+        parts.append(f"warm-up {settings.lr_warmup_steps} steps")
+    parts.append("cosine decay to 0" if settings.lr_schedule == "cosine" else "constant")
+    return ", ".join(parts)
+
+
 def mflux_config(settings: TrainSettings, model: BaseModelSpec, model_path: str | None, data_dir: Path,
                  config_path: Path, run_dir: Path, total_steps: int) -> dict:
     """mflux's training config (``mflux-train --config`` schema) for these settings.

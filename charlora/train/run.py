@@ -27,7 +27,7 @@ from charlora.train.checkpoints import RUN_SUBDIR, checkpoint_step, plan_run
 from charlora.train.curves import log_curves
 from charlora.train.guard import MemoryGuard
 from charlora.train.hooks import observe_steps, observe_warmup, resumed_at_trained_scale
-from charlora.train.mflux_config import mflux_config
+from charlora.train.mflux_config import learning_rate_line, mflux_config
 from charlora.train.preflight import plan_model_memory
 from charlora.train.settings import base_model_for, check_dataset, check_model_path
 
@@ -97,7 +97,8 @@ def train(params: Params, train_dir: Path, training_dir: Path, live_dir: Path, e
     losses = LossLog(training_dir / "loss.jsonl", first)
     encoding = Progress("train", len(images), "encoding image", "image")
     steps = Progress("train", total, "step", done=first)
-    say("train", f"{model.name}, {len(images)} images, {total} steps at {settings.resolution} px, LoRA rank {settings.rank}")
+    say("train", f"{model.name}, {len(images)} images, {total} steps at {settings.resolution} px, LoRA rank {settings.rank}, "
+                 f"{learning_rate_line(settings)}")
     for line in memory.start_lines(total - first):
         say("train", line)
     say("train", f"warm-up: mflux loads the model and encodes the {len(images)} images before the first step ...")
