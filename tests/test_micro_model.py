@@ -140,11 +140,13 @@ def test_the_shipped_clip_matches_world_pictures_to_their_own_captions():
     assert top1 >= 0.5, f"the shipped CLIP finds the picture's own caption for {top1:.0%} of 12 (chance 8 %)"
 
 
-# The evaluation prompts' scenes, poses, sizes and positions (validation/micro_prompts.json).
-EVALUATION_SHOTS = [("beach", "standing", "medium", "centre"), ("forest", "sitting", "medium", "right"),
-                    ("snow", "jumping", "large", "centre"), ("city", "waving", "medium", "left"),
-                    ("night", "sitting", "medium", "centre"), ("desert", "standing", "small", "centre"),
-                    ("underwater", "jumping", "medium", "centre"), ("studio_white", "waving", "large", "centre")]
+def evaluation_shots() -> list[dict[str, str]]:
+    """The scene, pose, size and position of each micro evaluation prompt (validation/micro_prompts.json)."""
+    from charlora.evaluate.prompts import load_prompts
+    from charlora.world import parse_scene_caption
+
+    prompts = load_prompts(ROOT / "validation/micro_prompts.json", "brmbl", None)
+    return [parse_scene_caption(prompt.without_trigger) for prompt in prompts]
 
 
 @pytest.mark.parametrize("trait", [{"colour": "brown"}, {"accessory_colour": "red"}, {"species": "mouse"}],
@@ -164,9 +166,11 @@ def test_the_shipped_clip_tells_bramble_from_a_creature_one_trait_away(trait):
     clip = ClipScorer(str(SHIPPED / MICRO_CLIP))
     reference = clip.images([render(shot.spec, (128, 128)) for shot in sample.SHOTS])
 
+    shots = evaluation_shots()
+
     def score(creature):
-        return identity(clip.images([render(Spec(creature, *shot, seed=seed), (128, 128))
-                                     for shot in EVALUATION_SHOTS for seed in (0, 1)]), reference)
+        return identity(clip.images([render(Spec(creature, **shot, seed=seed), (128, 128))
+                                     for shot in shots for seed in (0, 1)]), reference)
 
     bramble, other = score(BRAMBLE), score(replace(BRAMBLE, **trait))
     assert bramble - other >= MIN_TRAIT_MARGIN, (bramble, other)

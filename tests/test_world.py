@@ -19,7 +19,7 @@ from PIL import Image
 
 from charlora.world import (ACCESSORIES, ACCESSORY_COLOURS, BODIES, BRAMBLE, COLOURS, MARKS, POSES, POSITIONS, SCENES,
                             SIZES, SPECIES, Creature, Spec, bramble_traits, caption, creature_caption, iter_specs,
-                            lookalike, render, sample_specs, scene_caption, vocabulary, words)
+                            lookalike, parse_scene_caption, render, sample_specs, scene_caption, vocabulary, words)
 from charlora.world.palette import ACCESSORY_RGB, BODY_RGB
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,6 +141,18 @@ def test_caption_is_the_creature_then_what_varies():
     look = {"round", "orange", "fox", "teal", "scarf", "star"}
     for shot in sample.SHOTS:
         assert not look & set(words(shot.caption)), shot.caption  # bramble's captions leave its look to the trigger
+
+
+def test_a_scene_caption_parses_back_to_what_it_names():
+    """parse_scene_caption inverts scene_caption for every variant, and names the part it cannot read."""
+    for spec in sample_specs(200, 5):
+        for variant in range(16):
+            parsed = parse_scene_caption(scene_caption(spec, variant))
+            assert parsed == {"scene": spec.scene, "pose": spec.pose, "size": spec.size, "position": spec.position}
+    for bad, part in (("sitting on the moon", "sitting on the moon"), ("sitting in the snow, huge", "huge"),
+                      ("dancing in the snow", "dancing in the snow")):
+        with pytest.raises(ValueError, match=f"'{part}'"):
+            parse_scene_caption(bad)
 
 
 # Rendering

@@ -19,6 +19,7 @@ Public API::
     image = render(specs[0], (128, 128))        # PIL RGB image of any size; transparent=True: RGBA, no scene
     text = caption(specs[0])                    # "a tall blue cat with a red hat, sitting in the snow, small"
     scene_caption(spec)                         # "sitting in the snow, small": what varies, no creature
+    parse_scene_caption("sitting in the snow, small")  # back to {"scene": "snow", "pose": "sitting", ...}
     creature_caption(creature)                  # "a tall blue cat with a red hat"
     vocabulary()                                # every word a caption can contain
     BRAMBLE, bramble_traits(spec_or_creature)   # the sample character and the exclusion rule
@@ -31,12 +32,12 @@ library are used.
 
 from charlora.world.attributes import (ACCESSORIES, ACCESSORY_COLOURS, BODIES, BRAMBLE, COLOURS, MARKS, POSES, POSITIONS,
                                        SCENES, SIZES, SPECIES, Creature, Spec, bramble_traits)
-from charlora.world.captions import caption, creature_caption, scene_caption, vocabulary, words
+from charlora.world.captions import caption, creature_caption, parse_scene_caption, scene_caption, vocabulary, words
 from charlora.world.render import render
 from charlora.world.sampling import iter_specs, lookalike, sample_creature, sample_specs
 
 __all__ = [
     "ACCESSORIES", "ACCESSORY_COLOURS", "BODIES", "BRAMBLE", "COLOURS", "MARKS", "POSES", "POSITIONS", "SCENES", "SIZES",
-    "SPECIES", "Creature", "Spec", "bramble_traits", "caption", "creature_caption", "iter_specs", "lookalike", "render",
-    "sample_creature", "sample_specs", "scene_caption", "vocabulary", "words",
+    "SPECIES", "Creature", "Spec", "bramble_traits", "caption", "creature_caption", "iter_specs", "lookalike",
+    "parse_scene_caption", "render", "sample_creature", "sample_specs", "scene_caption", "vocabulary", "words",
 ]

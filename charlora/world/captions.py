@@ -101,3 +101,27 @@ def _vocabulary() -> tuple[str, ...]:
 def vocabulary() -> list[str]:
     """Every word any caption can contain, sorted (for a tokenizer corpus)."""
     return list(_vocabulary())
+
+
+def parse_scene_caption(text: str) -> dict[str, str]:
+    """The ``scene``, ``pose``, ``size`` and ``position`` a scene caption names: the inverse of :func:`scene_caption`.
+
+    A left-out size is "medium" and a left-out position "in the centre", as :func:`scene_caption` leaves them
+    out, so ``Spec(creature, **parse_scene_caption(prompt), seed=0)`` draws what an evaluation prompt asks for.
+    Raises ``ValueError`` naming the caption and the part that is not in the grammar.
+    """
+    first, *rest = [part.strip() for part in text.split(",")]
+    pose, _, scene_phrase = first.partition(" ")
+    scenes = {phrase: name for name, phrase in SCENE_PHRASES.items()}
+    positions = {phrase: name for name, phrase in POSITION_PHRASES.items()}
+    if pose not in POSES or scene_phrase not in scenes:
+        raise ValueError(f"scene caption '{text}': '{first}' is not a pose ({', '.join(POSES)}) and a scene phrase")
+    parsed = {"scene": scenes[scene_phrase], "pose": pose, "size": "medium", "position": "centre"}
+    for part in rest:
+        if part in SIZES:
+            parsed["size"] = part
+        elif part in positions:
+            parsed["position"] = positions[part]
+        else:
+            raise ValueError(f"scene caption '{text}': '{part}' is neither a size nor a position")
+    return parsed
