@@ -61,6 +61,9 @@ def test_learning_rate_schedule_reaches_mflux_optimizer(project_params, tmp_path
     rates = [float(schedule(mx_step)) for mx_step in (0, 5, 10, 60, 110)]
     assert rates[0] == 0 and abs(rates[1] - 5e-4) < 1e-9 and abs(rates[2] - 1e-3) < 1e-9
     assert abs(rates[3] - 5e-4) < 1e-6 and rates[4] < 1e-9  # half-way down the cosine, then 0 at the run's end
+    with pytest.raises(PipelineError, match=r"'train\.lr_warmup_steps' is 10, but the run has 10 steps"):
+        mflux_config(settings, base_model_for(scheduled), None, tmp_path / "data", tmp_path / "config.json",
+                     tmp_path / "run", 10)
     assert resolve_settings(project_params, base_model_for(project_params)).lr_schedule == \
         base_model_for(project_params).defaults.lr_schedule  # null: the model's default
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from charlora.errors import PipelineError
 from charlora.models.registry import BaseModelSpec
 from charlora.train.settings import TrainSettings
 
@@ -24,7 +25,15 @@ def lora_targets(settings: TrainSettings) -> list[dict]:
 
 
 def optimizer_config(settings: TrainSettings, total_steps: int) -> dict:
-    """mflux's ``optimizer`` section: the optimizer, its learning rate and the schedule over ``total_steps``."""
+    """mflux's ``optimizer`` section: the optimizer, its learning rate and the schedule over ``total_steps``.
+
+    Raises :class:`PipelineError` when the warm-up would last the whole run.
+    """
+    if settings.lr_warmup_steps >= total_steps:
+        raise PipelineError(
+            f"params.yaml: 'train.lr_warmup_steps' is {settings.lr_warmup_steps}, but the run has {total_steps} steps "
+            f"(images x epochs / batch size); the learning rate would never reach train.learning_rate. "
+            f"Use fewer warm-up steps or more epochs.")
     optimizer = {"name": settings.optimizer, "learning_rate": settings.learning_rate}
     if settings.lr_warmup_steps:
         optimizer["lr_warmup_steps"] = settings.lr_warmup_steps
@@ -35,7 +44,7 @@ def optimizer_config(settings: TrainSettings, total_steps: int) -> dict:
 
 
 def learning_rate_line(settings: TrainSettings) -> str:
-    """The learning rate and its schedule in words, for the progress display: ``learning rate 0.001, warm-up 40 steps, cosine``."""
+    """The learning rate and its schedule in words, for the progress display: ``learning rate 0.001, warm-up 40 steps, cosine decay to 0``."""
     parts = [f"learning rate {settings.learning_rate:g}"]
     if settings.lr_warmup_steps:
         parts.append(f"warm-up {settings.lr_warmup_steps} steps")
