@@ -227,13 +227,13 @@ def test_scenes_differ_in_colour_layout():
 
 # The shipped sample character
 
-def test_sample_character_tool_writes_the_14_shots_the_same_every_time(tmp_path):
+def test_sample_character_tool_writes_the_40_shots_the_same_every_time(tmp_path):
     """The tool behind data/raw (and behind every test project's pictures): files, formats, captions, repeatable."""
     first, second = tmp_path / "first", tmp_path / "second"
     sample.write_sample(first)
     sample.write_sample(second)
     metadata = {row["file_name"]: row["text"] for row in map(json.loads, (first / "metadata.jsonl").read_text().splitlines())}
-    assert len(sample.SHOTS) == 14
+    assert len(sample.SHOTS) == 40
     assert sorted(p.name for p in first.iterdir() if p.suffix in (".png", ".jpg")) == sorted(s.file for s in sample.SHOTS)
     for shot in sample.SHOTS:
         assert (first / shot.file).read_bytes() == (second / shot.file).read_bytes(), shot.file

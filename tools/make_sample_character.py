@@ -2,10 +2,15 @@
 
 Bramble (``charlora.world.BRAMBLE``) is a round orange fox with a teal scarf and a white star on
 its forehead: a combination of traits the world (charlora.world) never shows, so a model
-pretrained on the world can only draw it through a LoRA. The 14 shots vary scene, pose, size in
-frame and position, and also file format and size, so that preprocess has real work to do: JPEG
-and PNG, one RGBA PNG cutout with a transparent background, one JPEG with an EXIF orientation
-tag (pixels stored sideways), one image larger than 3000 px.
+pretrained on the world can only draw it through a LoRA. The 40 shots vary scene, pose, size in
+frame and position. The first 14 also vary file format and size, so that preprocess has real work
+to do: JPEG and PNG, one RGBA PNG cutout with a transparent background, one JPEG with an EXIF
+orientation tag (pixels stored sideways), one image larger than 3000 px. The other 26 are plain
+shots drawn from a seed, one in each scene and then ten more; one of them (the same jump in front
+of a yellow instead of a white studio wall) is a near duplicate that preprocess quarantines, as it
+would a user's. Why 40 and not 14: trained on 13 pictures, the micro model's LoRA learned those
+pictures faster than bramble's look, and its held-out loss stayed above the base model's (README:
+What the default run shows).
 
 Captions describe only what varies between shots ("sitting on a sunny beach, small, on the
 left"): the trigger word that the pipeline puts first ("brmbl, sitting on ...") must absorb the
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +34,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from charlora.world import BRAMBLE, Spec, render, scene_caption  # noqa: E402
+from charlora.world import BRAMBLE, POSES, POSITIONS, SCENES, SIZES, Spec, render, scene_caption  # noqa: E402
 
 TRIGGER = "brmbl"  # params.yaml character.trigger; only used by tools/world_sheet.py to show full captions
 
@@ -70,6 +76,22 @@ SHOTS = [
     Shot("bramble_rain.jpg", (1000, 1333), "rain", "standing", "large", "centre", 13, False),
     Shot("bramble_desk.png", (1200, 800), "studio_pink", "sitting", "large", "right", 14, False),
 ]
+def plain_shots(count: int, seed: int) -> list[Shot]:
+    """``count`` further shots in plain JPEG/PNG at ordinary sizes: the scenes in turn, pose, size in frame and
+    position drawn from ``seed``."""
+    rng = random.Random(seed)
+    sizes = [(1024, 1024), (1200, 900), (900, 1200), (1280, 960), (1000, 1000), (1440, 1080), (960, 1280)]
+    shots = []
+    for i in range(count):
+        scene, pose = SCENES[i % len(SCENES)], rng.choice(POSES)
+        suffix = "png" if i % 3 == 0 else "jpg"
+        shots.append(Shot(f"bramble_{i + 1:02d}_{scene}_{pose}.{suffix}", sizes[i % len(sizes)], scene, pose,
+                          rng.choice(SIZES), rng.choice(POSITIONS), 15 + i, i % 4 == 0))
+    return shots
+
+
+SHOTS += plain_shots(26, seed=2026)
+
 # Saved with EXIF orientation 6 (rotate 90 degrees clockwise to view), pixels stored sideways.
 EXIF_ROTATED = "bramble_phone.jpg"
 # Saved as RGBA with a transparent background (no scene drawn).

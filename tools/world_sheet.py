@@ -4,7 +4,7 @@
     python tools/world_sheet.py --bramble [--out docs/bramble_sheet.png]
 
 The first form draws ``count`` sampled world images with their captions under them; the second
-draws the 14 shots of the sample character (tools/make_sample_character.py) as thumbnails, with
+draws the 40 shots of the sample character (tools/make_sample_character.py) as thumbnails, with
 the captions the pipeline gets (trigger word first).
 """
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--columns", type=int, default=8)
-    parser.add_argument("--bramble", action="store_true", help="the 14 sample character shots instead of the world")
+    parser.add_argument("--bramble", action="store_true", help="the 40 sample character shots instead of the world")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.bramble:

@@ -103,7 +103,7 @@ BASE_MODELS: dict[str, BaseModelSpec] = {
         runware_air="runware:400@3"),
     MICRO: BaseModelSpec(
         MICRO, MICRO, "charlora/flux2-klein-micro", 2, 2,
-        TrainDefaults(resolution=128, epochs=8, steps=20, guidance=1.0, timestep_low=0, timestep_high=20,
+        TrainDefaults(resolution=128, epochs=3, steps=20, guidance=1.0, timestep_low=0, timestep_high=20,
                       low_ram=False, checkpoint_every=20, preview_every=0, preview_resolution=128, learning_rate=1e-3),
         memory="shipped in models/micro (about 7 MB); under 1 GB RAM at 128 px",
         sampling=SampleDefaults(steps=12, guidance=4.0, resolution=128, clip_model="models/base/clip-micro",
