@@ -6,9 +6,7 @@ more with leakage under a third of it, prompt fit kept, a best checkpoint that b
 runs that must fail the gain threshold, each from a copy of the same finished run: the captions shuffled
 between the training pictures (the character's and the prior pictures'), the trigger word taken out of
 the captions, and the LoRA applied at scale 0. The thresholds and the figures they were set from are in
-the README ("What the default run shows"). One part of the bar does not hold yet: a held-out loss below
-the base model's. That test is marked ``xfail(strict=True)``: it runs every time, and the day it holds
-it fails loudly until its marker goes.
+the README ("What the default run shows").
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ pytestmark = pytest.mark.slow
 MIN_IDENTITY_GAIN = 0.10
 MAX_LEAKAGE_SHARE = 1 / 3  # of the identity gain
 MIN_PROMPT_FIT_SHARE = 0.9  # of the base model's prompt fit
-MIN_HELDOUT_LOSS_DROP = 0.02  # relative: the LoRA's held-out loss at most 98 % of the base model's
+MIN_HELDOUT_LOSS_DROP = 0.05  # relative: the LoRA's held-out loss at most 95 % of the base model's
 
 
 def learned(evaluation: dict) -> bool:
@@ -109,12 +107,12 @@ def test_the_default_run_learns_the_character(default_run):
     assert learned(default_run[1]), default_run[1]
 
 
-@pytest.mark.xfail(strict=True, reason="the LoRA's held-out loss stays above the base model's (6 % on the held-out "
-                                      "picture, 5 % on 12 further pictures of bramble): every setting tried that clears "
-                                      "the gain bar raises it (issue #13; README: What the default run shows)")
-def test_the_default_run_lowers_the_held_out_loss(default_run):
+def test_the_default_run_lowers_the_held_out_loss_and_the_trigger_word_does_the_work(default_run):
+    """The best checkpoint predicts the held-out pictures of bramble better than the base model does, and better
+    with the trigger word in their captions than without it (trigger binding above 0)."""
     evaluation = default_run[1]
     assert evaluation["best_val_loss"] <= (1 - MIN_HELDOUT_LOSS_DROP) * evaluation["base_val_loss"], evaluation
+    assert evaluation["trigger_binding"] > 0, evaluation
 
 
 def test_prompt_fit_reads_each_prompt_without_its_trigger_word(default_run):
