@@ -79,6 +79,7 @@ class PriorParams:
     seed: int = field(metadata=limits(min=0))
     steps: int | None = field(metadata=limits(min=1, max=200))
     guidance: float | None = field(metadata=limits(min=0.0, max=20.0))
+    workers: int | None = field(default=None, metadata=limits(min=1, max=64))  # null: embedded model on a CPU: all cores; else 1
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 (prior preservation; merge puts them beside the character's pictures). Cached in data/cache/prior."""
 
 import _venv  # noqa: F401  (first: re-runs this script with .venv/bin/python when dvc runs outside the venv)
+from functools import partial
+
 from charlora import layout
 from charlora.cli import log, run_stage
 from charlora.data.prior import generate_priors, plan_priors, resolve_prior
@@ -23,7 +25,7 @@ def main() -> None:
                                prior.per_image, prior.resolution) if prior.per_image else []
         summary = generate_priors(
             pictures, prior_root / name, layout.PRIOR_CACHE_DIR, model_identity(params), prior.steps, prior.guidance,
-            lambda: load_flux2(model.name, check_model_path(params), params.tiny_model))
+            partial(load_flux2, model.name, check_model_path(params), params.tiny_model), workers=prior.workers)
     write_json(layout.METRICS_DIR / "prior.json", {"per_image": prior.per_image, **summary})
     if not pictures:
         log("prior", f"prior preservation is off for {model.name} (prior.per_image 0); nothing to generate")

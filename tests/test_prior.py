@@ -97,3 +97,39 @@ def test_prior_settings_follow_the_base_model(project_params):
     explicit = replace(micro, prior=replace(micro.prior, per_image=0, steps=3))
     settings = resolve_prior(explicit, get_base_model(MICRO))
     assert (settings.per_image, settings.steps, settings.resolution) == (0, 3, 128)
+
+
+def test_pictures_drawn_in_two_processes_are_the_ones_one_process_draws(tmp_path, project_params, tiny_flux2, capsys):
+    """prior.workers 2: two processes, each with its own model, draw every picture the one process draws, to the
+    byte (each picture has its own seed), and the progress display counts them all."""
+    from functools import partial
+
+    from charlora.models.loading import load_flux2
+
+    processed, captions = project_files(tmp_path)
+    pictures = plan_priors(processed, captions, "brmbl", project_params.prior, 1, 32)
+    load = partial(load_flux2, TINY, tiny_flux2, project_params.tiny_model)
+    drawn = {}
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        out.mkdir()
+        summary = generate_priors(pictures, out, tmp_path / f"cache{workers}", "tiny:t", 2, 1.0, load, workers=workers)
+        assert summary["generated"] == len(pictures) == 3
+        drawn[workers] = {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))}
+    assert drawn[1] == drawn[2] and len(drawn[1]) == 3
+    out = capsys.readouterr().out
+    assert "loading the base model in 2 processes for 3 prior picture(s)" in out
+    assert out.count("prior: picture 3/3") == 2, out
+
+
+def test_prior_workers_default_to_every_core_for_an_embedded_model_on_a_cpu(project_params):
+    import os
+
+    import mlx.core as mx
+
+    micro = replace(project_params, base_model=replace(project_params.base_model, name=MICRO))
+    on_cpu = mx.default_device() == mx.cpu
+    assert resolve_prior(micro, get_base_model(MICRO)).workers == ((os.cpu_count() or 1) if on_cpu else 1)
+    real = replace(project_params, base_model=replace(project_params.base_model, name="flux2-klein-base-4b"))
+    assert resolve_prior(real, get_base_model("flux2-klein-base-4b")).workers == 1
+    assert resolve_prior(replace(micro, prior=replace(micro.prior, workers=3)), get_base_model(MICRO)).workers == 3
