@@ -46,10 +46,13 @@ def fixture_params():
 
 
 @functools.cache
-def sample_raw_dir() -> Path:
-    """The shipped sample character, drawn once per process by tools/make_sample_character.py."""
+def sample_raw_dir(full: bool = False) -> Path:
+    """The shipped sample character, drawn once per process by tools/make_sample_character.py: all 40 shots
+    (``full``, the default run's), or the 14 that vary file format and size, which is what tests of code paths
+    on the tiny model need (each picture costs the tiny model's full-size VAE seconds to encode)."""
+    tool = _load_tool("make_sample_character")
     out = Path(tempfile.mkdtemp(prefix="charlora-sample-")) / "raw"
-    _load_tool("make_sample_character").write_sample(out)
+    tool.write_sample(out, None if full else tool.FORMAT_SHOTS)
     return out
 
 
@@ -146,16 +149,16 @@ def copy_files(root: Path, target: Path, untracked: bool = False, skip=lambda na
             shutil.copy2(root / name, target / name)
 
 
-def copy_project(target: Path) -> Path:
+def copy_project(target: Path, full_sample: bool = False) -> Path:
     """A fresh copy of this project's code (tracked and new files), as its own git repo (like a clone).
 
-    Its params.yaml is the tests' (tests/fixtures/params.yaml), its data/raw the sample character and its
-    story the tests' (tests/fixtures/story), whatever the workspace holds; it has no dvc.lock, so every
-    stage runs from scratch.
+    Its params.yaml is the tests' (tests/fixtures/params.yaml), its data/raw the sample character (all of it
+    with ``full_sample``, else its 14 format shots: :func:`sample_raw_dir`) and its story the tests'
+    (tests/fixtures/story), whatever the workspace holds; it has no dvc.lock, so every stage runs from scratch.
     """
     copy_files(ROOT, target, untracked=True, skip=lambda name: name in NOT_COPIED or name.startswith(NOT_COPIED_FOLDERS))
     shutil.copyfile(FIXTURE_PARAMS, target / "params.yaml")
-    shutil.copytree(sample_raw_dir(), target / "data/raw")
+    shutil.copytree(sample_raw_dir(full_sample), target / "data/raw")
     shutil.copytree(sample_story_dir(), target / "story")
     for command in (["git", "init", "-q"], ["git", "add", "-A"],
                     ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"]):
@@ -227,7 +230,7 @@ def pipeline_run(tmp_path_factory, tiny_florence2) -> tuple[Path, str]:
 def default_run(tmp_path_factory):
     """The default pipeline (the micro model), as a user runs it after a fresh clone: (project, metrics/eval.json,
     dvc's output). Tests that change the project work on their own :func:`clone_project` of it."""
-    project = copy_project(tmp_path_factory.mktemp("default") / "project")
+    project = copy_project(tmp_path_factory.mktemp("default") / "project", full_sample=True)
     result = run(["dvc", "repro"], project, timeout=1800)
     return project, json.loads((project / "metrics/eval.json").read_text()), result.stdout + result.stderr
 

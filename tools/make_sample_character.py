@@ -103,10 +103,15 @@ def render_shot(shot: Shot, size: tuple[int, int] | None = None) -> Image.Image:
     return render(shot.spec, size or shot.size, transparent=shot.file == CUTOUT)
 
 
-def write_sample(out_dir: Path) -> None:
+FORMAT_SHOTS = SHOTS[:14]
+"""The shots that vary file format and size: what tests of code paths (on the random tiny model) need."""
+
+
+def write_sample(out_dir: Path, shots: list[Shot] | None = None) -> None:
+    """Draw ``shots`` (default: all of :data:`SHOTS`) with their captions into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = []
-    for shot in SHOTS:
+    for shot in SHOTS if shots is None else shots:
         image = render_shot(shot)
         path = out_dir / shot.file
         if path.suffix == ".jpg":
