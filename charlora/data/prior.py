@@ -136,6 +136,7 @@ def generate_priors(pictures: list[PriorPicture], out_dir: Path, cache_dir: Path
             for picture in missing:
                 _draw(picture, cached[picture.name], steps, guidance)
                 progress.advance(f"{picture.name}: {picture.caption}")
+            _WORKER_MODEL.clear()  # this process goes on without the model
         else:
             _draw_in_processes(missing, cached, steps, guidance, load_model, workers, progress)
     for picture in pictures:
