@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from _pytest.nodeid import NodeId
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -246,10 +247,18 @@ def project(tmp_path) -> Path:
     return copy_project(tmp_path / "project")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With xdist (`make test` runs `pytest -n 2 --dist loadgroup`), the tests that share one costly session run
-    go to one worker, so that run is made once; every other test goes wherever a worker is free."""
+    go to one worker, so that run is made once; every other test goes wherever a worker is free.
+
+    xdist's loadgroup puts tests whose node id ends in "@<group>" on one worker. xdist 3.8.0 writes that suffix to
+    ``item._nodeid`` for tests marked ``xdist_group``, but pytest 9.2 reads the node id from ``item._id``, so its
+    marks group nothing (each test of the learning suite then remade the default run on its own worker). The
+    suffix is set here, where pytest reads it."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist's workers under --dist loadgroup
+        return
     for item in items:
         shared = next((name for name in ("default_run", "pipeline_run") if name in item.fixturenames), None)
         if shared:
-            item.add_marker(pytest.mark.xdist_group(shared))
+            item._id = NodeId.parse(f"{item.nodeid}@{shared}")
