@@ -11,6 +11,10 @@ float32 (``ModelConfig.precision``), which is also what a model that small wants
 :func:`prepare` must run before the first ``import mlx.core`` of the process; the stage scripts,
 the tests and the tools call it first thing. Elsewhere (Metal on a Mac, CUDA) it does nothing. Set
 ``CHARLORA_MLX_BLAS=reference`` to keep mlx's own BLAS (the benchmark compares both).
+
+On Linux it also puts ``charlora/mlx_jit/g++`` first on ``PATH``: mlx's CPU JIT compiles fused kernels
+with ``g++`` into a cache that every process shares, and a process that finds a kernel another one is
+still writing fails to load it; the wrapper makes each kernel appear whole (:func:`guard_jit_cache`).
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import ctypes
 import glob
 import os
 import platform
+import shutil
 import sys
 from pathlib import Path
 
 _STATE: dict[str, str | None] = {"blas": None}
+JIT_COMPILER_DIR = Path(__file__).resolve().parent / "mlx_jit"  # holds the g++ that mlx's CPU JIT finds first
 
 
 def _openblas_path() -> str | None:
@@ -40,10 +46,13 @@ def _openblas_path() -> str | None:
 def prepare() -> str | None:
     """Load the optimized BLAS for mlx on a Linux CPU (before mlx is imported); return its path or None.
 
-    Idempotent. Does nothing on macOS, when mlx is already imported (too late: its BLAS symbols are
+    Also guards mlx's JIT cache on Linux (:func:`guard_jit_cache`). Idempotent. Does nothing on macOS, when mlx is already imported (too late: its BLAS symbols are
     bound), or when ``CHARLORA_MLX_BLAS=reference``.
     """
-    if _STATE["blas"] is not None or platform.system() != "Linux":
+    if platform.system() != "Linux":
+        return None
+    guard_jit_cache()
+    if _STATE["blas"] is not None:
         return _STATE["blas"]
     if os.environ.get("CHARLORA_MLX_BLAS", "").lower() == "reference" or "mlx.core" in sys.modules:
         return None
@@ -55,6 +64,25 @@ def prepare() -> str | None:
         ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
         _STATE["blas"] = path
     return path
+
+
+def guard_jit_cache() -> str | None:
+    """Put ``charlora/mlx_jit/g++`` first on ``PATH`` for mlx's CPU JIT; return the real g++ it calls, or None.
+
+    mlx compiles each fused kernel by running ``g++ ... -o libKERNEL.so`` (through the shell, so ``PATH``
+    decides which g++) into ``/tmp/mlx/<version>/cpu``, shared by every process, and loads the library as soon
+    as the file exists. Two processes that need a new kernel at once (the prior stage's workers, parallel
+    test runs) could load a half-written library and fail with "file too short". The wrapper compiles to a
+    private name and renames the finished file into place. Idempotent; inherited by child processes. Without
+    a g++ there is nothing to guard: mlx then runs without its JIT.
+    """
+    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry and Path(entry) != JIT_COMPILER_DIR]
+    real = shutil.which("g++", path=os.pathsep.join(entries))
+    if real is None or not os.access(JIT_COMPILER_DIR / "g++", os.X_OK):
+        return None
+    os.environ["CHARLORA_JIT_CXX"] = real
+    os.environ["PATH"] = os.pathsep.join([str(JIT_COMPILER_DIR), *entries])
+    return real
 
 
 def use_cpu_precision() -> None:
