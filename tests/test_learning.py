@@ -137,15 +137,21 @@ def test_prompt_fit_reads_each_prompt_without_its_trigger_word(default_run):
 
 
 def test_a_lora_at_scale_0_gains_nothing(default_run, tmp_path):
-    """The same checkpoints at scale 0: every picture is the base model's, so identity gain and leakage vanish.
-    The base model's pictures come from the default run's cache: the LoRA at scale 0 draws exactly them."""
+    """The default run's checkpoints at scale 0: every picture is the base model's, so identity gain and leakage
+    vanish. The base model's pictures come from the default run's cache: the LoRA at scale 0 draws exactly them.
+    Evaluate scores the first checkpoint and the default run's best (extract.json narrowed to them): at scale 0
+    every checkpoint draws the same pictures, so the others would only add held-out losses and pictures."""
     project = clone_project(default_run[0], tmp_path / "project")
     update_params(project, {"evaluate.lora_scale": 0.0})
+    extracted = json.loads((project / "metrics/extract.json").read_text())
+    first_and_best = {extracted["checkpoints"][0]["step"], default_run[1]["best_step"]}
+    extracted["checkpoints"] = [entry for entry in extracted["checkpoints"] if entry["step"] in first_and_best]
+    (project / "metrics/extract.json").write_text(json.dumps(extracted))
     result = run([sys.executable, "stages/evaluate.py"], project, timeout=1800)
     assert "pictures: from the cache" in result.stdout + result.stderr
     evaluation = json.loads((project / "metrics/eval.json").read_text())
     scored = [row for row in evaluation["checkpoints"] if "score" in row]
     assert all(row["latent_shift"] == pytest.approx(0, abs=1e-6) for row in scored), scored
     assert all(abs(row["identity_gain"]) < 1e-4 and row["leakage"] == pytest.approx(0, abs=1e-4) for row in scored)
-    assert default_run[1]["best_step"] in [row["step"] for row in scored]
+    assert sorted(row["step"] for row in scored) == sorted(first_and_best)
     assert not learned(evaluation), evaluation
