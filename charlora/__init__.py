@@ -40,7 +40,8 @@ scripts only; library code reports through :mod:`charlora.progress` or a callabl
 A new stage gets its own subpackage (or module) here and a thin ``stages/<stage>.py``.
 
 Importing the package prepares mlx for this machine before anything imports mlx: on a Linux CPU it
-loads an optimized BLAS for mlx's matrix products (:mod:`charlora.mlx_runtime`).
+loads an optimized BLAS for mlx's matrix products and guards mlx's shared JIT cache
+(:mod:`charlora.mlx_runtime`).
 """
 
 from charlora import mlx_runtime as _mlx_runtime

@@ -76,7 +76,10 @@ def guard_jit_cache() -> str | None:
     private name and renames the finished file into place. Idempotent; inherited by child processes. Without
     a g++ there is nothing to guard: mlx then runs without its JIT.
     """
-    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep) if entry and Path(entry) != JIT_COMPILER_DIR]
+    # Every folder named mlx_jit is left out when looking for the real g++, not only this one: a project copy
+    # started from another one's process inherits that one's wrapper on PATH, which would then call itself.
+    entries = [entry for entry in os.environ.get("PATH", "").split(os.pathsep)
+               if entry and Path(entry).name != JIT_COMPILER_DIR.name]
     real = shutil.which("g++", path=os.pathsep.join(entries))
     if real is None or not os.access(JIT_COMPILER_DIR / "g++", os.X_OK):
         return None

@@ -84,6 +84,24 @@ def test_guard_puts_the_wrapper_first_once_and_calls_the_real_compiler(monkeypat
     assert os.environ["CHARLORA_JIT_CXX"] == str(fake)
 
 
+def test_another_copys_wrapper_on_path_is_never_taken_for_the_real_compiler(monkeypatch, tmp_path):
+    """A project copy's stage, started from this project's process, inherits this wrapper on PATH: the real g++
+    is still the one after every wrapper (a wrapper calling a wrapper would call itself for ever)."""
+    if sys.platform != "linux":
+        pytest.skip("mlx's JIT through g++ is the Linux CPU's")
+    other_copy = tmp_path / "copy" / "charlora" / "mlx_jit"
+    other_copy.mkdir(parents=True)
+    (other_copy / "g++").write_bytes(WRAPPER.read_bytes())
+    (other_copy / "g++").chmod(0o755)
+    real = stand_in_compiler(tmp_path, "").rename(tmp_path / "g++")
+    monkeypatch.setenv("PATH", os.pathsep.join([str(other_copy), str(tmp_path)]))
+    assert guard_jit_cache() == str(real)
+    assert os.environ["PATH"].split(os.pathsep) == [str(JIT_COMPILER_DIR), str(tmp_path)]
+    looping = subprocess.run([str(WRAPPER), "--version"], env={**os.environ, "CHARLORA_JIT_CXX": str(other_copy / "g++")},
+                             capture_output=True, text=True, timeout=10)
+    assert looping.returncode != 0 and "is a wrapper" in looping.stderr
+
+
 MLX_KERNEL = """
 import sys
 sys.path.insert(0, {root!r})
