@@ -20,7 +20,7 @@ $(STAMP): requirements.txt requirements/*.txt tools/setup_venv.sh pyproject.toml
 
 # Two workers (pytest-xdist): mlx on a CPU keeps to about one core, and the tests that share the default run or the
 # tiny pipeline run stay on one worker each (tests/conftest.py), so each run is made once.
-test: $(STAMP) ## Run the whole test suite (end-to-end tests included: about 18 minutes on 2 CPU cores)
+test: $(STAMP) ## Run the whole test suite (end-to-end tests included: 17-21 minutes on 2 CPU cores)
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP) ## Run the unit tests only (not the end-to-end ones marked slow): under a minute
