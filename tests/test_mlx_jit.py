@@ -76,6 +76,7 @@ def test_guard_puts_the_wrapper_first_once_and_calls_the_real_compiler(monkeypat
     if sys.platform != "linux":
         pytest.skip("mlx's JIT through g++ is the Linux CPU's")
     fake = stand_in_compiler(tmp_path, "").rename(tmp_path / "g++")
+    monkeypatch.delenv("CHARLORA_JIT_CXX", raising=False)  # the guard sets it: put back after the test
     monkeypatch.setenv("PATH", os.pathsep.join([str(JIT_COMPILER_DIR), str(tmp_path), "/usr/bin"]))
     assert guard_jit_cache() == str(fake)
     assert guard_jit_cache() == str(fake)
@@ -94,6 +95,7 @@ def test_another_copys_wrapper_on_path_is_never_taken_for_the_real_compiler(monk
     (other_copy / "g++").write_bytes(WRAPPER.read_bytes())
     (other_copy / "g++").chmod(0o755)
     real = stand_in_compiler(tmp_path, "").rename(tmp_path / "g++")
+    monkeypatch.delenv("CHARLORA_JIT_CXX", raising=False)  # the guard sets it: put back after the test
     monkeypatch.setenv("PATH", os.pathsep.join([str(other_copy), str(tmp_path)]))
     assert guard_jit_cache() == str(real)
     assert os.environ["PATH"].split(os.pathsep) == [str(JIT_COMPILER_DIR), str(tmp_path)]
