@@ -16,6 +16,7 @@ import random
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,28 +57,49 @@ def remove_trigger(captions: list[Path]) -> None:
 BREAKS = {"shuffled": shuffle_captions, "no-trigger": remove_trigger}
 
 
+def retrain_with_broken_captions(default_project: Path, project: Path, name: str) -> dict:
+    """A copy of the default run whose training captions (after merge) are broken by ``BREAKS[name]``, trained and
+    evaluated again: its metrics/eval.json. The stage scripts run directly (`dvc repro` would rebuild the training
+    folder from the captions)."""
+    clone_project(default_project, project)
+    captions = sorted(p for p in (project / "data/train").rglob("*.txt") if not p.name.startswith("preview_"))
+    assert len(captions) >= 10
+    BREAKS[name](captions)
+    for stage in ("train", "extract", "evaluate"):
+        run([sys.executable, f"stages/{stage}.py"], project, timeout=1800)
+    return json.loads((project / "metrics/eval.json").read_text())
+
+
+def evaluate_at_scale_0(default_project: Path, default_best_step: int, project: Path) -> tuple[dict, str, set[int]]:
+    """A copy of the default run evaluated again with the LoRA at scale 0: (metrics/eval.json, evaluate's output,
+    the steps it was given). It scores the first checkpoint and the default run's best (extract.json narrowed to
+    them): at scale 0 every checkpoint draws the base model's pictures, so the others would only add time."""
+    clone_project(default_project, project)
+    update_params(project, {"evaluate.lora_scale": 0.0})
+    extracted = json.loads((project / "metrics/extract.json").read_text())
+    first_and_best = {extracted["checkpoints"][0]["step"], default_best_step}
+    extracted["checkpoints"] = [entry for entry in extracted["checkpoints"] if entry["step"] in first_and_best]
+    (project / "metrics/extract.json").write_text(json.dumps(extracted))
+    result = run([sys.executable, "stages/evaluate.py"], project, timeout=1800)
+    return json.loads((project / "metrics/eval.json").read_text()), result.stdout + result.stderr, first_and_best
+
+
 @pytest.fixture(scope="module")
-def broken_runs(default_run, tmp_path_factory) -> dict[str, dict]:
-    """Copies of the default run whose training captions (after merge) are broken, trained and evaluated again:
-    their metrics/eval.json by break. The stage scripts run directly (`dvc repro` would rebuild the training
-    folder from the captions). The two runs go at once: mlx on a CPU keeps to about one core each."""
-
-    def retrain(name: str) -> dict:
-        project = clone_project(default_run[0], tmp_path_factory.mktemp(name) / "project")
-        captions = sorted(p for p in (project / "data/train").rglob("*.txt") if not p.name.startswith("preview_"))
-        assert len(captions) >= 10
-        BREAKS[name](captions)
-        for stage in ("train", "extract", "evaluate"):
-            run([sys.executable, f"stages/{stage}.py"], project, timeout=1800)
-        return json.loads((project / "metrics/eval.json").read_text())
-
-    with ThreadPoolExecutor(len(BREAKS)) as pool:
-        return dict(zip(BREAKS, pool.map(retrain, BREAKS)))
+def runs_from_the_default_run(default_run, tmp_path_factory) -> dict[str, Any]:
+    """The runs that must fail, all from copies of the finished default run and all at once (mlx on a CPU keeps to
+    about one core each, and the other test worker may be done): each break's eval.json by name, and "scale 0"."""
+    project, evaluation, _ = default_run
+    with ThreadPoolExecutor(len(BREAKS) + 1) as pool:
+        scale_0 = pool.submit(evaluate_at_scale_0, project, evaluation["best_step"],
+                              tmp_path_factory.mktemp("scale-0") / "project")
+        broken = {name: pool.submit(retrain_with_broken_captions, project, tmp_path_factory.mktemp(name) / "project", name)
+                  for name in BREAKS}
+        return {**{name: future.result() for name, future in broken.items()}, "scale 0": scale_0.result()}
 
 
 @pytest.mark.parametrize("name", sorted(BREAKS))
-def test_a_run_with_broken_captions_fails_the_gain_threshold(broken_runs, name):
-    evaluation = broken_runs[name]
+def test_a_run_with_broken_captions_fails_the_gain_threshold(runs_from_the_default_run, name):
+    evaluation = runs_from_the_default_run[name]
     assert evaluation["latent_shift"] > 0, "the broken run trained a LoRA that changes the pictures"
     assert not learned(evaluation), evaluation
 
@@ -136,22 +158,13 @@ def test_prompt_fit_reads_each_prompt_without_its_trigger_word(default_run):
     assert abs(without_trigger - with_trigger) > 0.01, (without_trigger, with_trigger)
 
 
-def test_a_lora_at_scale_0_gains_nothing(default_run, tmp_path):
+def test_a_lora_at_scale_0_gains_nothing(runs_from_the_default_run):
     """The default run's checkpoints at scale 0: every picture is the base model's, so identity gain and leakage
-    vanish. The base model's pictures come from the default run's cache: the LoRA at scale 0 draws exactly them.
-    Evaluate scores the first checkpoint and the default run's best (extract.json narrowed to them): at scale 0
-    every checkpoint draws the same pictures, so the others would only add held-out losses and pictures."""
-    project = clone_project(default_run[0], tmp_path / "project")
-    update_params(project, {"evaluate.lora_scale": 0.0})
-    extracted = json.loads((project / "metrics/extract.json").read_text())
-    first_and_best = {extracted["checkpoints"][0]["step"], default_run[1]["best_step"]}
-    extracted["checkpoints"] = [entry for entry in extracted["checkpoints"] if entry["step"] in first_and_best]
-    (project / "metrics/extract.json").write_text(json.dumps(extracted))
-    result = run([sys.executable, "stages/evaluate.py"], project, timeout=1800)
-    assert "pictures: from the cache" in result.stdout + result.stderr
-    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    vanish. The base model's pictures come from the default run's cache: the LoRA at scale 0 draws exactly them."""
+    evaluation, output, steps_given = runs_from_the_default_run["scale 0"]
+    assert "pictures: from the cache" in output
     scored = [row for row in evaluation["checkpoints"] if "score" in row]
     assert all(row["latent_shift"] == pytest.approx(0, abs=1e-6) for row in scored), scored
     assert all(abs(row["identity_gain"]) < 1e-4 and row["leakage"] == pytest.approx(0, abs=1e-4) for row in scored)
-    assert sorted(row["step"] for row in scored) == sorted(first_and_best)
+    assert sorted(row["step"] for row in scored) == sorted(steps_given)
     assert not learned(evaluation), evaluation
